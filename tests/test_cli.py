@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from trl_plus import list_losses, list_reward_heads
+from trl_plus.cli import format_table, main
+
+
+def test_losses_table_has_a_row_per_loss(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["losses"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["name", "aliases", "input", "reference", "hyperparameters", "paper"]
+    rows = {line.split()[0]: line for line in lines[2:]}
+    assert set(rows) == {spec.name for spec in list_losses()}
+    assert "sigmoid" in rows["dpo"] and "beta=0.1, label_smoothing=0.0" in rows["dpo"]
+    assert "arXiv:2305.18290" in rows["dpo"]
+
+
+def test_losses_json_and_kind_filter(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["losses", "--format", "json"])
+    described = {entry["name"]: entry for entry in json.loads(capsys.readouterr().out)}
+    assert described["dpo"]["requires_reference"] is True
+    assert described["dpo"]["hyperparameters"] == {"beta": "0.1", "label_smoothing": "0.0"}
+    main(["losses", "--kind", "ranked"])
+    out = capsys.readouterr().out
+    assert ("dpo" not in out) and (out.startswith("name") or out.startswith("No losses"))
+
+
+def test_reward_heads_listing(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["reward-heads"]) == 0
+    out = capsys.readouterr().out
+    names = [spec.name for spec in list_reward_heads()]
+    if names:
+        assert [line.split()[0] for line in out.splitlines()[2:]] == names
+    else:
+        assert out.strip() == "No reward heads registered."
+
+
+def test_make_tiny_builds_a_loadable_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "tiny-qwen3"
+    assert main(["make-tiny", "--arch", "qwen3", "--out", str(out), "--hidden-size", "32", "--layers", "1"]) == 0
+    assert str(out) in capsys.readouterr().out
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.config.model_type == "qwen3" and model.config.hidden_size == 32
+    assert model.config.num_hidden_layers == 1
+    AutoTokenizer.from_pretrained(out)
+
+
+def test_make_tiny_rejects_unknown_architectures(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["make-tiny", "--arch", "mistral", "--out", "x"])
+    assert "invalid choice: 'mistral'" in capsys.readouterr().err
+
+
+def test_task_prints_the_oracle(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["task", "cyclic", "--examples", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "| A | 0.50 | 0.60 | 0.40 | 0.55 |" in out and out.count("≻") >= 4
+
+
+def test_win_rate_command(tiny_checkpoints: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    path = str(tiny_checkpoints["gpt2"])
+    assert main(["win-rate", path, path, "--n", "4", "--max-new-tokens", "3"]) == 0
+    assert "win rate" in capsys.readouterr().out
+
+
+def test_format_table() -> None:
+    plain = format_table(["a", "bb"], [["xyz", "1"]])
+    assert plain.splitlines() == ["a    bb", "---  --", "xyz  1"]
+    assert format_table(["a"], [["x|y"]], markdown=True).splitlines()[-1] == "| x\\|y |"

@@ -1,0 +1,47 @@
+"""trl-plus: pluggable preference losses, reward heads and an offline testbed on top of Hugging Face TRL."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from trl_plus.registry import (
+    DuplicateNameError,
+    Hyperparameter,
+    LossSpec,
+    PluginLoadWarning,
+    RewardHeadSpec,
+    UnknownNameError,
+    get_loss,
+    get_reward_head,
+    list_losses,
+    list_reward_heads,
+    plugin_errors,
+    register_loss,
+    register_reward_head,
+)
+from trl_plus.types import InputKind, LossOutput, PairedLogps, RankedLogps, UnpairedLogps
+
+try:
+    __version__ = version("trl-plus")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0"
+
+__all__ = [
+    "DuplicateNameError",
+    "Hyperparameter",
+    "InputKind",
+    "LossOutput",
+    "LossSpec",
+    "PairedLogps",
+    "PluginLoadWarning",
+    "RankedLogps",
+    "RewardHeadSpec",
+    "UnknownNameError",
+    "UnpairedLogps",
+    "__version__",
+    "get_loss",
+    "get_reward_head",
+    "list_losses",
+    "list_reward_heads",
+    "plugin_errors",
+    "register_loss",
+    "register_reward_head",
+]

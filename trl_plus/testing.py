@@ -1,0 +1,230 @@
+"""Tiny random checkpoints, built offline: a locally trained tokenizer plus a randomly initialised model.
+
+Each architecture keeps its family's tokenizer conventions, so code paths that differ between real checkpoints
+(BOS or not, pad = eos or not, SentencePiece-style vs byte-level pieces, chat template) are exercised:
+
+| arch  | pieces               | BOS prepended | eos            | pad            | chat template      |
+|-------|----------------------|---------------|----------------|----------------|--------------------|
+| llama | metaspace (▁), <unk> | <s>           | </s>           | <pad>          | [INST] … [/INST]   |
+| qwen2 | byte-level           | none          | <|im_end|>     | <|endoftext|>  | ChatML             |
+| qwen3 | byte-level           | none          | <|im_end|>     | <|endoftext|>  | ChatML             |
+| gpt2  | byte-level           | none          | <|endoftext|>  | = eos          | User:/Assistant:   |
+
+The tokenizer is trained with `tokenizers` on text from the synthetic tasks plus generic sentences. The model's
+vocabulary may be larger than the tokenizer's (`vocab_size=128256` gives a large-vocabulary variant for memory
+benchmarks, as real checkpoints often pad their embedding). Templates mark assistant turns with
+`{% generation %}` so TRL's `assistant_only_loss` works. (Newlines after block tags are written as `{{ '\\n' }}`:
+transformers renders templates with `trim_blocks`, which drops a literal newline there.)
+"""
+
+from __future__ import annotations
+
+import itertools
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ARCHITECTURES = ("llama", "qwen2", "qwen3", "gpt2")
+
+_LLAMA_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if message['role'] == 'system' %}<<SYS>>\n{{ message['content'] }}\n<</SYS>>\n\n"
+    "{% elif message['role'] == 'user' %}[INST] {{ message['content'] }} [/INST]"
+    "{% elif message['role'] == 'assistant' %}{% generation %} {{ message['content'] }}{{ eos_token }}"
+    "{% endgeneration %}{% endif %}{% endfor %}"
+)
+_CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] }}<|im_end|>{% endgeneration %}"
+    "{% else %}{{ message['content'] }}<|im_end|>{% endif %}{{ '\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+_GPT2_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}System: {{ message['content'] }}\n"
+    "{% elif message['role'] == 'user' %}User: {{ message['content'] }}\n"
+    "{% elif message['role'] == 'assistant' %}Assistant:{% generation %} {{ message['content'] }}{{ eos_token }}"
+    "{% endgeneration %}{{ '\\n' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}Assistant:{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class _Convention:
+    byte_level: bool
+    bos: str | None
+    eos: str
+    pad: str
+    unk: str | None
+    specials: tuple[str, ...]
+    chat_template: str
+
+
+_CONVENTIONS = {
+    "llama": _Convention(False, "<s>", "</s>", "<pad>", "<unk>", ("<unk>", "<s>", "</s>", "<pad>"), _LLAMA_TEMPLATE),
+    "qwen2": _Convention(
+        True,
+        None,
+        "<|im_end|>",
+        "<|endoftext|>",
+        None,
+        ("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
+        _CHATML_TEMPLATE,
+    ),
+    "gpt2": _Convention(
+        True, "<|endoftext|>", "<|endoftext|>", "<|endoftext|>", None, ("<|endoftext|>",), _GPT2_TEMPLATE
+    ),
+}
+_CONVENTIONS["qwen3"] = _CONVENTIONS["qwen2"]
+
+_SUBJECTS = ("the model", "a reviewer", "the user", "my friend", "the teacher", "a robot", "the team")
+_VERBS = ("prefers", "likes", "ranks", "picks", "writes", "answers", "compares", "chooses")
+_OBJECTS = ("the first answer", "a short reply", "this response", "the better option", "a clear list", "both items")
+_ENDINGS = ("today.", "again.", "because it is helpful.", "without a doubt.", "for the beach trip.", "quickly.")
+
+
+def tokenizer_corpus() -> list[str]:
+    """The training text: generic sentences, every synthetic task's prompts and answers, and the chat markup."""
+    from trl_plus.synthetic import TASKS
+
+    lines = [" ".join(parts) for parts in itertools.product(_SUBJECTS, _VERBS, _OBJECTS, _ENDINGS)]
+    for task_cls in TASKS.values():
+        task = task_cls(seed=0)
+        for row in task.preference_dataset(400, seed=0):
+            lines.append(f"{row['prompt']} {row['chosen']}")
+            lines.append(f"{row['prompt']} {row['rejected']}")
+    lines += ["User: Assistant: System: [INST] [/INST] <<SYS>> <</SYS>>", string.printable]
+    return lines
+
+
+def build_tokenizer(arch: str, *, vocab_size: int = 1024) -> Any:
+    """Train a tokenizer with `arch`'s conventions (see the module docstring) and wrap it for transformers."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    convention = _convention(arch)
+    if convention.byte_level:
+        tokenizer = Tokenizer(models.BPE())
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        alphabet = pre_tokenizers.ByteLevel.alphabet()
+    else:
+        tokenizer = Tokenizer(models.BPE(unk_token=convention.unk))
+        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+        tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+        alphabet = [*string.printable.strip(), "▁"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=list(convention.specials), initial_alphabet=alphabet, show_progress=False
+    )
+    tokenizer.train_from_iterator(tokenizer_corpus(), trainer)
+    if convention.byte_level:
+        tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    elif convention.bos is not None:
+        bos_id = tokenizer.token_to_id(convention.bos)
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{convention.bos} $A", pair=f"{convention.bos} $A $B", special_tokens=[(convention.bos, bos_id)]
+        )
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token=convention.bos,
+        eos_token=convention.eos,
+        pad_token=convention.pad,
+        unk_token=convention.unk,
+        additional_special_tokens=[t for t in convention.specials if t not in (convention.bos, convention.eos)],
+    )
+    wrapped.chat_template = convention.chat_template
+    return wrapped
+
+
+def build_config(
+    arch: str,
+    tokenizer: Any,
+    *,
+    vocab_size: int | None = None,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    max_positions: int = 512,
+) -> Any:
+    """A transformers config for a tiny `arch` model whose special-token ids match `tokenizer`."""
+    from transformers import GPT2Config, LlamaConfig, Qwen2Config, Qwen3Config
+
+    vocab_size = len(tokenizer) if vocab_size is None else vocab_size
+    if vocab_size < len(tokenizer):
+        raise ValueError(f"vocab_size={vocab_size} is smaller than the tokenizer's {len(tokenizer)} tokens.")
+    if hidden_size % num_heads:
+        raise ValueError(f"hidden_size={hidden_size} must be divisible by num_heads={num_heads}.")
+    ids = {
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    if arch == "gpt2":
+        return GPT2Config(
+            vocab_size=vocab_size,
+            n_positions=max_positions,
+            n_embd=hidden_size,
+            n_layer=num_layers,
+            n_head=num_heads,
+            **ids,
+        )
+    shared = {
+        "vocab_size": vocab_size,
+        "hidden_size": hidden_size,
+        "intermediate_size": 2 * hidden_size,
+        "num_hidden_layers": num_layers,
+        "num_attention_heads": num_heads,
+        "num_key_value_heads": max(1, num_heads // 2),  # grouped-query attention, as the real families use
+        "max_position_embeddings": max_positions,
+        **ids,
+    }
+    if arch == "llama":
+        return LlamaConfig(**shared, tie_word_embeddings=False)
+    if arch == "qwen2":
+        return Qwen2Config(**shared, tie_word_embeddings=True)
+    return Qwen3Config(**shared, head_dim=hidden_size // num_heads, tie_word_embeddings=True)
+
+
+def make_tiny(
+    arch: str,
+    out_dir: str | Path,
+    *,
+    vocab_size: int | None = None,
+    tokenizer_vocab_size: int = 1024,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    seed: int = 0,
+) -> Path:
+    """Build and save a tiny random `arch` checkpoint to `out_dir`; load it back with the Auto classes.
+
+    `vocab_size` sets the model's embedding rows (default: the tokenizer's size); a larger value pads the
+    embedding, as real checkpoints do, without changing the tokenizer.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    tokenizer = build_tokenizer(arch, vocab_size=tokenizer_vocab_size)
+    config = build_config(
+        arch, tokenizer, vocab_size=vocab_size, hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads
+    )
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
+    )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def _convention(arch: str) -> _Convention:
+    if arch not in _CONVENTIONS:
+        raise ValueError(f"Unknown architecture {arch!r}; choose one of {list(ARCHITECTURES)}.")
+    return _CONVENTIONS[arch]
+
+
+__all__ = ["ARCHITECTURES", "build_config", "build_tokenizer", "make_tiny", "tokenizer_corpus"]
