@@ -1,6 +1,6 @@
 """`pip install .` and `pip install -e .` both give `trl_plus`, `trl_plus.losses`, `trl_plus.trainers`, and no
 top-level `losses`/`trainers`. Each install goes into a throwaway virtualenv that sees this environment's
-dependencies through a .pth file, built from a copy of the repo without network or build isolation."""
+dependencies (not its own trl-plus) through a .pth file, built from a copy of the repo without network or build isolation."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ def source(tmp_path: Path) -> Path:
 
 
 def _venv(root: Path) -> Path:
+    """A bare virtualenv that sees this environment's dependencies, but not its own copy of trl-plus."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
     python = root / "bin" / "python"
     site = subprocess.run(
@@ -39,7 +40,12 @@ def _venv(root: Path) -> Path:
         capture_output=True,
         text=True,
     ).stdout.strip()
-    Path(site, "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    deps = root / "deps"
+    deps.mkdir()
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        if not entry.name.startswith(("trl_plus", "__editable__")) and entry.suffix != ".pth":
+            (deps / entry.name).symlink_to(entry)
+    Path(site, "deps.pth").write_text(f"{deps}\n")
     return python
 
 
