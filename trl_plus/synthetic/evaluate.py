@@ -123,14 +123,21 @@ def win_rate(
     if n < 2:
         raise ValueError(f"n must be at least 2 to give an interval, got {n}.")
     prompts = task.prompts(n, seed=seed, stream="eval")
-    options = {
-        "conversational": conversational,
-        "max_new_tokens": max_new_tokens,
-        "temperature": temperature,
-        "batch_size": batch_size,
-    }
-    completions_a = sample_completions(*load_policy(policy_a), prompts, seed=seed, **options)
-    completions_b = sample_completions(*load_policy(policy_b), prompts, seed=seed + 1, **options)
+    def sample(policy: Policy, sample_seed: int) -> list[str]:
+        model, tokenizer = load_policy(policy)
+        return sample_completions(
+            model,
+            tokenizer,
+            prompts,
+            conversational=conversational,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            batch_size=batch_size,
+            seed=sample_seed,
+        )
+
+    # Different seeds for the two sides, so a policy played against itself does not draw identical answers.
+    completions_a, completions_b = sample(policy_a, seed), sample(policy_b, seed + 1)
     wins = [task.prefer(p, a, b) for p, a, b in zip(prompts, completions_a, completions_b, strict=True)]
     mean = sum(wins) / n
     std = math.sqrt(sum((w - mean) ** 2 for w in wins) / (n - 1))
