@@ -1,6 +1,7 @@
 """`pip install .` and `pip install -e .` both give `trl_plus`, `trl_plus.losses`, `trl_plus.trainers`, and no
 top-level `losses`/`trainers`. Each install goes into a throwaway virtualenv that sees this environment's
-dependencies (not its own trl-plus) through a .pth file, built from a copy of the repo without network or build isolation."""
+dependencies (not its own trl-plus) through a .pth file, built from a copy of the repo without network or build
+isolation."""
 
 from __future__ import annotations
 
