@@ -123,6 +123,7 @@ def win_rate(
     if n < 2:
         raise ValueError(f"n must be at least 2 to give an interval, got {n}.")
     prompts = task.prompts(n, seed=seed, stream="eval")
+
     def sample(policy: Policy, sample_seed: int) -> list[str]:
         model, tokenizer = load_policy(policy)
         return sample_completions(
