@@ -45,7 +45,11 @@ def _check_reference_pair(names: tuple[str, ...], values: tuple[torch.Tensor | N
 
 @dataclass
 class PairedLogps:
-    """Per-sequence log-probs of a batch of (chosen, rejected) pairs, each tensor of shape [B]."""
+    """Per-sequence log-probs of a batch of (chosen, rejected) pairs, each tensor of shape [B].
+
+    `chosen_win_probs`/`rejected_win_probs` are optional estimates of each completion's probability of winning
+    (soft labels, e.g. for SPPO), in [0, 1].
+    """
 
     chosen_logps: torch.Tensor
     rejected_logps: torch.Tensor
@@ -53,6 +57,8 @@ class PairedLogps:
     rejected_lengths: torch.Tensor
     ref_chosen_logps: torch.Tensor | None = None
     ref_rejected_logps: torch.Tensor | None = None
+    chosen_win_probs: torch.Tensor | None = None
+    rejected_win_probs: torch.Tensor | None = None
 
     kind: InputKind = field(default="paired", init=False, repr=False)
 
@@ -71,6 +77,13 @@ class PairedLogps:
         for name in ("ref_chosen_logps", "ref_rejected_logps"):
             if getattr(self, name) is not None:
                 _check_logps(name, getattr(self, name), shape)
+        for name in ("chosen_win_probs", "rejected_win_probs"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_logps(name, value, shape)
+                if bool(((value < 0) | (value > 1)).any()):
+                    bad = value[(value < 0) | (value > 1)][0].item()
+                    raise ValueError(f"`{name}` must be probabilities in [0, 1], found {bad}.")
 
     @property
     def has_reference(self) -> bool:
