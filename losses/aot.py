@@ -15,15 +15,10 @@ the k-th example: only the batch mean is meaningful (as in TRL), so these losses
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from trl_plus.losses.dpo import log_ratios
+from trl_plus.losses.dpo import log_ratios, smoothed_logistic, with_implicit_rewards
 from trl_plus.registry import register_loss
 from trl_plus.types import LossOutput, PairedLogps
-
-
-def _smoothed_logistic(delta: torch.Tensor, beta: float, label_smoothing: float) -> torch.Tensor:
-    return -F.logsigmoid(beta * delta) * (1 - label_smoothing) - F.logsigmoid(-beta * delta) * label_smoothing
 
 
 @register_loss("aot", paper="arXiv:2406.05882")
@@ -31,13 +26,12 @@ def aot(lp: PairedLogps, *, beta: float = 0.1, label_smoothing: float = 0.0) -> 
     chosen, rejected = log_ratios(lp)
     policy_margins, _ = torch.sort(lp.chosen_logps - lp.rejected_logps, dim=0)
     ref_margins, _ = torch.sort(lp.ref_chosen_logps - lp.ref_rejected_logps, dim=0)  # type: ignore[operator]
-    return LossOutput(
-        _smoothed_logistic(policy_margins - ref_margins, beta, label_smoothing), beta * chosen, beta * rejected
-    )
+    losses = smoothed_logistic(beta * (policy_margins - ref_margins), label_smoothing)
+    return with_implicit_rewards(losses, chosen, rejected, beta)
 
 
 @register_loss("aot_unpaired", paper="arXiv:2406.05882")
 def aot_unpaired(lp: PairedLogps, *, beta: float = 0.1, label_smoothing: float = 0.0) -> LossOutput:
     chosen, rejected = log_ratios(lp)
     delta = torch.sort(chosen, dim=0)[0] - torch.sort(rejected, dim=0)[0]
-    return LossOutput(_smoothed_logistic(delta, beta, label_smoothing), beta * chosen, beta * rejected)
+    return with_implicit_rewards(smoothed_logistic(beta * delta, label_smoothing), chosen, rejected, beta)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from trl_plus.losses.dpo import log_ratios
+from trl_plus.losses.dpo import log_ratios, with_implicit_rewards
 from trl_plus.registry import register_loss
 from trl_plus.types import LossOutput, PairedLogps
 
@@ -21,11 +21,11 @@ from trl_plus.types import LossOutput, PairedLogps
 def apo_zero(lp: PairedLogps, *, beta: float = 0.1) -> LossOutput:
     chosen, rejected = log_ratios(lp)
     losses = (1 - torch.sigmoid(beta * chosen)) + torch.sigmoid(beta * rejected)
-    return LossOutput(losses, beta * chosen, beta * rejected)
+    return with_implicit_rewards(losses, chosen, rejected, beta)
 
 
 @register_loss("apo_down", paper="arXiv:2408.06266")
 def apo_down(lp: PairedLogps, *, beta: float = 0.1) -> LossOutput:
     chosen, rejected = log_ratios(lp)
     losses = torch.sigmoid(beta * chosen) + (1 - torch.sigmoid(beta * (chosen - rejected)))
-    return LossOutput(losses, beta * chosen, beta * rejected)
+    return with_implicit_rewards(losses, chosen, rejected, beta)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from trl_plus.losses.dpo import log_ratios
+from trl_plus.losses.dpo import log_ratios, with_implicit_rewards
 from trl_plus.registry import register_loss
 from trl_plus.types import LossOutput, PairedLogps
 
@@ -18,4 +18,4 @@ from trl_plus.types import LossOutput, PairedLogps
 def bco_pair(lp: PairedLogps, *, beta: float = 0.1) -> LossOutput:
     chosen, rejected = log_ratios(lp)
     losses = -F.logsigmoid(beta * chosen) - F.logsigmoid(-beta * rejected)
-    return LossOutput(losses, beta * chosen, beta * rejected)
+    return with_implicit_rewards(losses, chosen, rejected, beta)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from trl_plus.losses.dpo import log_ratios
+from trl_plus.losses.dpo import log_ratios, with_implicit_rewards
 from trl_plus.registry import register_loss
 from trl_plus.types import LossOutput, PairedLogps
 
@@ -23,4 +23,4 @@ def discopop(lp: PairedLogps, *, beta: float = 0.1, tau: float = 0.05) -> LossOu
     logits = beta * (chosen - rejected)
     gate = torch.sigmoid(logits / tau)
     losses = (1 - gate) * -F.logsigmoid(logits) + gate * torch.exp(-logits)
-    return LossOutput(losses, beta * chosen, beta * rejected)
+    return with_implicit_rewards(losses, chosen, rejected, beta)

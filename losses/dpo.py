@@ -28,17 +28,22 @@ def log_ratios(lp: PairedLogps) -> tuple[torch.Tensor, torch.Tensor]:
     return lp.chosen_logps - lp.ref_chosen_logps, lp.rejected_logps - lp.ref_rejected_logps
 
 
-def _output(losses: torch.Tensor, chosen: torch.Tensor, rejected: torch.Tensor, beta: float) -> LossOutput:
-    # Implicit rewards β·log(π/π_ref), as TRL logs them.
+def with_implicit_rewards(
+    losses: torch.Tensor, chosen: torch.Tensor, rejected: torch.Tensor, beta: float
+) -> LossOutput:
+    """The losses with the implicit rewards β·log(π/π_ref) of both completions, as TRL logs them."""
     return LossOutput(losses, chosen_rewards=beta * chosen, rejected_rewards=beta * rejected)
+
+
+def smoothed_logistic(logits: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """−(1 − ε)·log σ(x) − ε·log σ(−x): the logistic loss with labels flipped at rate ε."""
+    return -(1 - label_smoothing) * F.logsigmoid(logits) - label_smoothing * F.logsigmoid(-logits)
 
 
 @register_loss("dpo", aliases=("sigmoid",), paper="arXiv:2305.18290")
 def dpo(lp: PairedLogps, *, beta: float = 0.1, label_smoothing: float = 0.0) -> LossOutput:
     chosen, rejected = log_ratios(lp)
-    logits = beta * (chosen - rejected)
-    losses = -(1 - label_smoothing) * F.logsigmoid(logits) - label_smoothing * F.logsigmoid(-logits)
-    return _output(losses, chosen, rejected, beta)
+    return with_implicit_rewards(smoothed_logistic(beta * (chosen - rejected), label_smoothing), chosen, rejected, beta)
 
 
 @register_loss("robust", paper="arXiv:2403.00409")
@@ -49,11 +54,11 @@ def robust(lp: PairedLogps, *, beta: float = 0.1, label_smoothing: float = 0.1) 
     logits = beta * (chosen - rejected)
     clean = -(1 - label_smoothing) * F.logsigmoid(logits)
     flipped = -label_smoothing * F.logsigmoid(-logits)
-    return _output((clean - flipped) / (1 - 2 * label_smoothing), chosen, rejected, beta)
+    return with_implicit_rewards((clean - flipped) / (1 - 2 * label_smoothing), chosen, rejected, beta)
 
 
 @register_loss("sigmoid_norm", paper="arXiv:2305.18290")
 def sigmoid_norm(lp: PairedLogps, *, beta: float = 0.1) -> LossOutput:
     chosen, rejected = log_ratios(lp)
     margin = chosen / lp.chosen_lengths - rejected / lp.rejected_lengths
-    return _output(-F.logsigmoid(beta * margin), chosen, rejected, beta)
+    return with_implicit_rewards(-F.logsigmoid(beta * margin), chosen, rejected, beta)

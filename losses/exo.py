@@ -15,7 +15,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from trl_plus.losses.dpo import log_ratios
+from trl_plus.losses.dpo import log_ratios, with_implicit_rewards
 from trl_plus.registry import register_loss
 from trl_plus.types import LossOutput, PairedLogps
 
@@ -28,4 +28,4 @@ def exo_pair(lp: PairedLogps, *, beta: float = 0.1, label_smoothing: float = 1e-
     logits = beta * (chosen - rejected)
     win = torch.sigmoid(logits) * (F.logsigmoid(logits) - math.log1p(-label_smoothing))
     lose = torch.sigmoid(-logits) * (F.logsigmoid(-logits) - math.log(label_smoothing))
-    return LossOutput(win + lose, beta * chosen, beta * rejected)
+    return with_implicit_rewards(win + lose, chosen, rejected, beta)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from trl_plus.losses.dpo import log_ratios
+from trl_plus.losses.dpo import log_ratios, with_implicit_rewards
 from trl_plus.registry import register_loss
 from trl_plus.types import LossOutput, PairedLogps
 
@@ -14,4 +14,4 @@ from trl_plus.types import LossOutput, PairedLogps
 @register_loss("hinge", aliases=("slic",), paper="arXiv:2305.10425")
 def hinge(lp: PairedLogps, *, beta: float = 0.1) -> LossOutput:
     chosen, rejected = log_ratios(lp)
-    return LossOutput(torch.relu(1 - beta * (chosen - rejected)), beta * chosen, beta * rejected)
+    return with_implicit_rewards(torch.relu(1 - beta * (chosen - rejected)), chosen, rejected, beta)

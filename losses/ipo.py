@@ -8,7 +8,7 @@ paper's results use this form). β is the paper's τ.
 
 from __future__ import annotations
 
-from trl_plus.losses.dpo import log_ratios
+from trl_plus.losses.dpo import log_ratios, with_implicit_rewards
 from trl_plus.registry import register_loss
 from trl_plus.types import LossOutput, PairedLogps
 
@@ -17,4 +17,4 @@ from trl_plus.types import LossOutput, PairedLogps
 def ipo(lp: PairedLogps, *, beta: float = 0.1) -> LossOutput:
     chosen, rejected = log_ratios(lp)
     margin = chosen / lp.chosen_lengths - rejected / lp.rejected_lengths
-    return LossOutput((margin - 1 / (2 * beta)) ** 2, beta * chosen, beta * rejected)
+    return with_implicit_rewards((margin - 1 / (2 * beta)) ** 2, chosen, rejected, beta)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from trl_plus.losses.dpo import log_ratios
+from trl_plus.losses.dpo import log_ratios, with_implicit_rewards
 from trl_plus.registry import register_loss
 from trl_plus.types import LossOutput, PairedLogps
 
@@ -24,7 +24,7 @@ def _sppo(lp: PairedLogps, chosen_p: torch.Tensor, rejected_p: torch.Tensor, bet
     chosen, rejected = log_ratios(lp)
     eta = 1 / beta
     losses = (chosen - eta * (chosen_p - 0.5)) ** 2 + (rejected - eta * (rejected_p - 0.5)) ** 2
-    return LossOutput(losses, beta * chosen, beta * rejected)
+    return with_implicit_rewards(losses, chosen, rejected, beta)
 
 
 @register_loss("sppo_hard", paper="arXiv:2405.00675")

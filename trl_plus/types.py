@@ -81,8 +81,9 @@ class PairedLogps:
             value = getattr(self, name)
             if value is not None:
                 _check_logps(name, value, shape)
-                if bool(((value < 0) | (value > 1)).any()):
-                    bad = value[(value < 0) | (value > 1)][0].item()
+                outside = (value < 0) | (value > 1)
+                if bool(outside.any()):
+                    bad = value[outside][0].item()
                     raise ValueError(f"`{name}` must be probabilities in [0, 1], found {bad}.")
 
     @property
