@@ -1,5 +1,8 @@
 """Drop-in subclasses of TRL's trainers that take their loss from the registry.
 
-`PreferenceTrainer` (over `DPOTrainer`) and `UnpairedPreferenceTrainer` (over `KTOTrainer`) land here; every
-import of TRL internals they need stays in `trl_plus.trainers._compat`.
+Every import of TRL internals they need stays in `trl_plus.trainers._compat`.
 """
+
+from trl_plus.trainers.preference import DataCollatorForRankedPreference, PreferenceConfig, PreferenceTrainer
+
+__all__ = ["DataCollatorForRankedPreference", "PreferenceConfig", "PreferenceTrainer"]

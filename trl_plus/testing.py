@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -227,4 +228,58 @@ def _convention(arch: str) -> _Convention:
     return _CONVENTIONS[arch]
 
 
-__all__ = ["ARCHITECTURES", "build_config", "build_tokenizer", "make_tiny", "tokenizer_corpus"]
+# ---- one-step parity harness: the loss and gradients of a trainer's first batch ---------------------------------
+
+
+def perturbed_copy(path: str | Path, scale: float = 0.05, seed: int = 1) -> Any:
+    """The checkpoint with every weight nudged by seeded noise: a reference that differs from the policy at step 1."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(scale * torch.randn(param.shape, generator=generator))
+    return model
+
+
+@dataclass
+class FirstStep:
+    """The first batch's loss, the gradient of every trainable parameter, and the trainer that produced them."""
+
+    loss: float
+    grads: dict[str, Any]
+    trainer: Any
+
+
+def first_step(make_trainer: Callable[[], Any]) -> FirstStep:
+    """Loss and gradients of the first batch, exactly as the training loop computes them (autocast included)."""
+    trainer = make_trainer()
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    model = trainer.model
+    model.train()
+    with trainer.compute_loss_context_manager():
+        loss = trainer.compute_loss(model, batch)
+    loss.backward()
+    grads = {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
+    return FirstStep(loss.item(), grads, trainer)
+
+
+def max_relative_difference(a: dict[str, Any], b: dict[str, Any]) -> float:
+    """max over tensors of max|a − b| / max|a|: 0 for identical gradients."""
+    assert a.keys() == b.keys(), f"different trainable parameters: {sorted(a.keys() ^ b.keys())}"
+    return max(((a[n] - b[n]).abs().max() / a[n].abs().max().clamp(min=1e-12)).item() for n in a)
+
+
+__all__ = [
+    "ARCHITECTURES",
+    "FirstStep",
+    "build_config",
+    "build_tokenizer",
+    "first_step",
+    "make_tiny",
+    "max_relative_difference",
+    "perturbed_copy",
+    "tokenizer_corpus",
+]

@@ -1,0 +1,622 @@
+"""`PreferenceTrainer`: TRL's `DPOTrainer` with its loss taken from the registry.
+
+Everything up to the per-sequence log-probs is TRL's: dataset preparation, the collator, reference handling
+(separate model, PEFT adapters disabled, or precomputed), PEFT/4-bit loading, accelerate. Two things are added:
+the step from log-probs to the loss goes through `trl_plus.registry` (any number of weighted losses), and the
+log-probs themselves come from the path that suits the device (`logprob_path`, see `trl_plus.trainers.logprobs`).
+
+Ranked datasets (a prompt and K ≥ 2 completions, best first, column `completions`) train listwise losses such as
+`plackett_luce` directly. Pairwise losses on a ranked dataset see every ordered pair (i better than j, i < j) from
+one forward pass over the K completions (`ranked_pairs="all"`), or only neighbours in the ranking
+(`ranked_pairs="adjacent"`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from datasets import Dataset, IterableDataset
+
+from trl_plus.registry import LossSpec, get_loss
+from trl_plus.trainers import _compat
+from trl_plus.trainers.logprobs import LOGPROB_PATHS, add_chunked_lm_head, logits_token_logps, resolve_logprob_path
+from trl_plus.types import LossOutput, PairedLogps, RankedLogps
+
+# Config values that become a loss's hyperparameter of the same meaning when the loss takes it.
+_CONFIG_HYPERPARAMETERS = {"beta": "beta", "label_smoothing": "label_smoothing", "discopop_tau": "tau"}
+_NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps", "chosen_win_probs", "rank_index"}
+
+
+@dataclass
+class PreferenceConfig(_compat.DPOConfig):
+    """`DPOConfig` plus the registry: which losses, how they are weighted, their hyperparameters, the log-prob path.
+
+    `loss_type` (TRL's field) still works: its names are aliases of registry losses. `beta` and `label_smoothing`
+    default to None, meaning "each loss's own default" (TRL's value where TRL has the loss, the paper's
+    otherwise); set them to apply one value to every loss that takes it. `loss_kwargs` wins over both.
+    """
+
+    loss: list[str] | str | None = field(
+        default=None,
+        metadata={
+            "help": "Registry name(s) of the loss(es) to train with, e.g. `simpo` or `dpo,sft` (see "
+            "`trl-plus losses`). Defaults to `loss_type`, whose TRL names are aliases."
+        },
+    )
+    loss_kwargs: dict[str, Any] | str | None = field(
+        default=None,
+        metadata={
+            "help": 'Hyperparameters per loss, keyed by loss name, e.g. `{"simpo": {"gamma": 0.3}}`. With a single '
+            'loss the inner dict may be given directly, e.g. `{"gamma": 0.3}`.'
+        },
+    )
+    beta: float | None = field(  # type: ignore[assignment]
+        default=None,
+        metadata={"help": "β for every loss that takes one. None: each loss's default (0.1 for DPO, 2.0 for SimPO)."},
+    )
+    label_smoothing: float | None = field(  # type: ignore[assignment]
+        default=None,
+        metadata={"help": "Label smoothing ε in [0, 0.5) for every loss that takes one. None: each loss's default."},
+    )
+    logprob_path: str = field(
+        default="auto",
+        metadata={
+            "help": "How per-token log-probs are computed: `fused` (TRL's fused LM head, Triton on CUDA), `chunked` "
+            "(token tiles, logits never materialised, recomputed in backward), `logits` (full logits) or `auto` "
+            "(fused where Triton runs, chunked elsewhere).",
+            "choices": list(LOGPROB_PATHS),
+        },
+    )
+    logprob_chunk_size: int | None = field(
+        default=None,
+        metadata={"help": "Tokens per tile on the chunked path. None: about 16M logits per tile."},
+    )
+    ranked_pairs: str = field(
+        default="all",
+        metadata={
+            "help": "Pairs a pairwise loss sees on a ranked dataset: `all` ordered pairs or `adjacent` ones.",
+            "choices": ["all", "adjacent"],
+        },
+    )
+
+    _VALID_DICT_FIELDS: ClassVar[list[str]] = [*_compat.DPOConfig._VALID_DICT_FIELDS, "loss_kwargs"]
+
+    def __post_init__(self) -> None:
+        self.loss = _loss_names(self.loss, self.loss_type)  # type: ignore[has-type]
+        if isinstance(self.loss_kwargs, str):
+            self.loss_kwargs = json.loads(self.loss_kwargs) if self.loss_kwargs.strip() else None
+        specs = [get_loss(name) for name in self.loss]  # unknown names raise here, with suggestions
+        for spec in specs:
+            if spec.input_kind == "unpaired":
+                raise ValueError(
+                    f"The loss {spec.name!r} takes unpaired (thumbs-up/down) data; PreferenceTrainer trains on pairs "
+                    "or ranked lists. Use UnpairedPreferenceTrainer for it."
+                )
+        if self.beta is not None and not self.beta > 0:
+            raise ValueError(f"`beta` must be > 0, got {self.beta}.")
+        if self.label_smoothing is not None and not 0.0 <= self.label_smoothing < 0.5:
+            raise ValueError(f"`label_smoothing` must lie in [0, 0.5), got {self.label_smoothing}.")
+        if self.logprob_path not in LOGPROB_PATHS:
+            raise ValueError(f"`logprob_path` must be one of {list(LOGPROB_PATHS)}, got {self.logprob_path!r}.")
+        if self.logprob_chunk_size is not None and self.logprob_chunk_size < 1:
+            raise ValueError(f"`logprob_chunk_size` must be a positive token count, got {self.logprob_chunk_size}.")
+        if self.ranked_pairs not in ("all", "adjacent"):
+            raise ValueError(f"`ranked_pairs` must be 'all' or 'adjacent', got {self.ranked_pairs!r}.")
+        _reject_unsupported(self)
+        # Mirror the registry names into TRL's field, so DPOConfig's checks (loss_weights length) and saved configs
+        # describe what actually trains.
+        self.loss_type = list(self.loss)
+        super().__post_init__()
+        self.loss_kwargs = resolve_loss_kwargs(self, specs)
+
+    @classmethod
+    def from_dpo_config(cls, args: _compat.DPOConfig) -> PreferenceConfig:
+        """The same settings as a `DPOConfig`, so that `PreferenceTrainer(args=DPOConfig(...))` is drop-in."""
+        values = {f.name: getattr(args, f.name) for f in dataclasses.fields(_compat.DPOConfig) if f.init}
+        return cls(**values)
+
+
+def _loss_names(loss: list[str] | str | None, loss_type: list[str] | str) -> list[str]:
+    trl_default = ["sigmoid"]
+    loss_type = [loss_type] if isinstance(loss_type, str) else list(loss_type)
+    if loss is None:
+        return loss_type
+    names = [name.strip() for name in loss.split(",")] if isinstance(loss, str) else list(loss)
+    if not names or not all(names):
+        raise ValueError(f"`loss` must name at least one registered loss, got {loss!r}.")
+    if loss_type != trl_default and [get_loss(n).name for n in loss_type] != [get_loss(n).name for n in names]:
+        raise ValueError(f"Both `loss={names}` and `loss_type={loss_type}` are set and disagree; set only `loss`.")
+    return names
+
+
+def _reject_unsupported(config: PreferenceConfig) -> None:
+    """DPOConfig features that change how log-probs become scores; they have no place in the loss contract yet."""
+    if config.f_divergence_type != "reverse_kl":
+        raise ValueError(
+            f"`f_divergence_type={config.f_divergence_type!r}` is not supported by PreferenceTrainer; registry losses "
+            "see log-ratios under the reverse KL. Use TRL's DPOTrainer for f-DPO."
+        )
+    if config.use_weighting:
+        raise ValueError("`use_weighting=True` (WPO) is not supported by PreferenceTrainer; use TRL's DPOTrainer.")
+    if config.ld_alpha is not None:
+        raise ValueError("`ld_alpha` (LD-DPO) is not supported by PreferenceTrainer; use TRL's DPOTrainer.")
+
+
+def resolve_loss_kwargs(config: PreferenceConfig, specs: Sequence[LossSpec]) -> dict[str, dict[str, Any]]:
+    """Per-loss hyperparameters: config-wide values (beta, label_smoothing, discopop_tau), then `loss_kwargs`.
+
+    Every name is checked against the loss's signature here, before any model is loaded.
+    """
+    given: dict[str, Any] = dict(config.loss_kwargs or {})  # type: ignore[arg-type]
+    names = [spec.name for spec in specs]
+    keyed_by_loss = bool(given) and all(
+        isinstance(value, dict) and key in {*names, *(a for s in specs for a in s.aliases)}
+        for key, value in given.items()
+    )
+    if given and not keyed_by_loss:
+        if len(specs) > 1:
+            raise ValueError(
+                f"With several losses ({names}), `loss_kwargs` must be keyed by loss name, e.g. "
+                f'{{"{names[0]}": {{...}}}}; got keys {sorted(given)}.'
+            )
+        given = {names[0]: given}
+    per_loss = {get_loss(key).name: value for key, value in given.items()}
+    resolved: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        takes = {hp.name for hp in spec.hyperparameters}
+        kwargs: dict[str, Any] = {}
+        for config_name, hp_name in _CONFIG_HYPERPARAMETERS.items():
+            value = getattr(config, config_name, None)
+            # discopop_tau has a non-None DPOConfig default equal to the loss's own; passing it is harmless.
+            if hp_name in takes and value is not None:
+                kwargs[hp_name] = value
+        kwargs.update(per_loss.get(spec.name, {}))
+        spec.check_kwargs(kwargs)
+        if "beta" in kwargs and not kwargs["beta"] > 0:
+            raise ValueError(f"The loss {spec.name!r} got beta={kwargs['beta']}; beta must be > 0.")
+        if "label_smoothing" in kwargs and not 0.0 <= kwargs["label_smoothing"] < 0.5:
+            raise ValueError(
+                f"The loss {spec.name!r} got label_smoothing={kwargs['label_smoothing']}; it must lie in [0, 0.5)."
+            )
+        resolved[spec.name] = kwargs
+    return resolved
+
+
+@dataclass
+class DataCollatorForRankedPreference:
+    """Pads the present completions of a batch of ranked lists into one [N, T] batch, with `rank_index` [B, K]
+    mapping each (prompt, rank) to its row, −1 where a ragged list has no completion.
+    """
+
+    pad_token_id: int
+    max_length: int | None = None
+    truncation_mode: str = "keep_start"
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        sequences: list[torch.Tensor] = []
+        masks: list[torch.Tensor] = []
+        k_max = max(len(example["completion_ids"]) for example in examples)
+        rank_index = torch.full((len(examples), k_max), -1, dtype=torch.long)
+        for row, example in enumerate(examples):
+            for rank, completion in enumerate(example["completion_ids"]):
+                ids = example["prompt_ids"] + completion
+                mask = [0] * len(example["prompt_ids"]) + [1] * len(completion)
+                if self.max_length is not None:
+                    keep = (
+                        slice(None, self.max_length)
+                        if self.truncation_mode == "keep_start"
+                        else slice(-self.max_length, None)
+                    )
+                    ids, mask = ids[keep], mask[keep]
+                rank_index[row, rank] = len(sequences)
+                sequences.append(torch.tensor(ids))
+                masks.append(torch.tensor(mask, dtype=torch.long))
+        pad_args = {"padding_side": "right", "pad_to_multiple_of": self.pad_to_multiple_of}
+        return {
+            "input_ids": _compat.pad(sequences, padding_value=self.pad_token_id, **pad_args),
+            "attention_mask": _compat.pad([torch.ones_like(m) for m in masks], padding_value=0, **pad_args),
+            "completion_mask": _compat.pad(masks, padding_value=0, **pad_args),
+            "rank_index": rank_index,
+        }
+
+
+class _PairedCollator(_compat.DataCollatorForPreference):
+    """TRL's preference collator, plus the optional `chosen_win_prob` column (soft labels for SPPO)."""
+
+    def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        output = super().torch_call(examples)
+        if "chosen_win_prob" in examples[0]:
+            output["chosen_win_probs"] = torch.tensor([float(e["chosen_win_prob"]) for e in examples])
+        return output
+
+
+def dataset_kind(example: dict[str, Any]) -> str:
+    """`ranked` for a prompt with a `completions` list (or its tokenised form), `paired` for chosen/rejected."""
+    if "completions" in example or "completion_ids" in example:
+        return "ranked"
+    if ("chosen" in example and "rejected" in example) or "chosen_ids" in example:
+        return "paired"
+    raise ValueError(
+        f"A preference dataset needs `chosen` and `rejected` columns (pairs) or a `completions` column (a ranked "
+        f"list, best first), each with a `prompt`; found columns {sorted(example)}."
+    )
+
+
+def _is_empty(completion: Any) -> bool:
+    if isinstance(completion, str):
+        return not completion.strip()
+    if isinstance(completion, list):  # conversational: the assistant turns
+        return all(not str(message.get("content") or "").strip() for message in completion)
+    return completion is None
+
+
+def check_preference_dataset(dataset: Dataset | IterableDataset, name: str) -> str:
+    """Validate a raw (untokenised) dataset and return its kind; errors name the row and the column."""
+    first = next(iter(dataset))
+    kind = dataset_kind(first)
+    if "prompt_ids" in first:  # already tokenised
+        return kind
+    if kind == "ranked" and "prompt" not in first:
+        raise ValueError(f"The ranked {name} dataset needs a `prompt` column next to `completions`.")
+    rows = dataset if isinstance(dataset, Dataset) else [first]
+    columns = ("completions",) if kind == "ranked" else ("chosen", "rejected")
+    for index, example in enumerate(rows):
+        for column in columns:
+            values = example[column] if kind == "ranked" else [example[column]]
+            if kind == "ranked" and len(values) < 2:
+                raise ValueError(
+                    f"Row {index} of the {name} dataset ranks {len(values)} completion(s); a ranked list needs at "
+                    "least two."
+                )
+            for value in values:
+                if _is_empty(value):
+                    raise ValueError(
+                        f"Row {index} of the {name} dataset has an empty `{column}` completion; it carries no "
+                        "preference signal. Drop or fix the row."
+                    )
+    return kind
+
+
+class PreferenceTrainer(_compat.DPOTrainer):
+    """Drop-in for `DPOTrainer` whose loss comes from the registry (`PreferenceConfig.loss`).
+
+    Reference-free losses (SimPO, CPO, ORPO, SFT, ...) never load or run a reference model.
+    """
+
+    _tag_names: ClassVar[list[str]] = ["trl", "trl-plus", "preference"]
+    _name = "Preference"
+
+    def __init__(
+        self,
+        model: Any,
+        ref_model: Any = None,
+        args: PreferenceConfig | _compat.DPOConfig | None = None,
+        data_collator: Any = None,
+        train_dataset: Dataset | IterableDataset | None = None,
+        eval_dataset: Any = None,
+        processing_class: Any = None,
+        compute_metrics: Any = None,
+        callbacks: Any = None,
+        optimizers: Any = (None, None),
+        quantization_config: Any = None,
+        peft_config: Any = None,
+    ) -> None:
+        if args is None:
+            model_name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "model")
+            args = PreferenceConfig(f"{str(model_name).split('/')[-1]}-Preference")
+        elif not isinstance(args, PreferenceConfig):
+            args = PreferenceConfig.from_dpo_config(args)
+        if train_dataset is None:
+            raise ValueError("`train_dataset` is required")
+        self.loss_specs = [get_loss(name) for name in args.loss]  # type: ignore[union-attr]
+        self.loss_weights_ = list(args.loss_weights or [1.0] * len(self.loss_specs))
+        self.requires_reference = any(spec.requires_reference for spec in self.loss_specs)
+        self._ranked_input = check_preference_dataset(train_dataset, "train") == "ranked"
+        eval_sets = eval_dataset.values() if isinstance(eval_dataset, dict) else [eval_dataset]
+        for dataset in eval_sets:
+            if dataset is not None and check_preference_dataset(dataset, "eval") != dataset_kind(
+                next(iter(train_dataset))
+            ):
+                raise ValueError("The eval dataset must have the same format (paired or ranked) as the train dataset.")
+        self._check_loss_kinds()
+        if self._ranked_input and args.precompute_ref_log_probs and self.requires_reference:
+            raise ValueError(
+                "`precompute_ref_log_probs=True` is not supported for ranked datasets yet; set it to False."
+            )
+        if ref_model is not None and not self.requires_reference:
+            warnings.warn(
+                f"The losses {args.loss} are reference-free: the `ref_model` passed in is never run.", stacklevel=2
+            )
+            ref_model = None
+        self._own_collator = data_collator is None
+        with _compat.dpo_init_without(
+            args,
+            loss_checks=False,
+            reference_model=self.requires_reference,
+            policy_from_path=isinstance(model, str),
+        ):
+            super().__init__(
+                model,
+                ref_model=ref_model,
+                args=args,
+                data_collator=data_collator,
+                train_dataset=train_dataset,
+                eval_dataset=eval_dataset,
+                processing_class=processing_class,
+                compute_metrics=compute_metrics,
+                callbacks=callbacks,
+                optimizers=optimizers,
+                quantization_config=quantization_config,
+                peft_config=peft_config,
+            )
+        if self._own_collator:
+            # DPOTrainer settled the pad token and built its collator; keep its settings, add what ours need.
+            base: Any = self.data_collator  # type: ignore[has-type]
+            collator_class = DataCollatorForRankedPreference if self._ranked_input else _PairedCollator
+            self.data_collator = collator_class(
+                pad_token_id=base.pad_token_id,
+                max_length=base.max_length,
+                truncation_mode=base.truncation_mode,
+                pad_to_multiple_of=base.pad_to_multiple_of,
+            )
+        self.logprob_path = resolve_logprob_path(args.logprob_path, self.accelerator.device, self.model)
+        if self.logprob_path == "chunked":
+            for target in (self.model, self.ref_model):
+                if target is not None:
+                    unwrapped = self.accelerator.unwrap_model(target)
+                    base_model = unwrapped.get_base_model() if _compat.is_peft_model(unwrapped) else unwrapped
+                    add_chunked_lm_head(base_model, chunk_tokens=args.logprob_chunk_size)
+
+    def _check_loss_kinds(self) -> None:
+        for spec in self.loss_specs:
+            if spec.input_kind == "ranked" and not self._ranked_input:
+                raise ValueError(
+                    f"The loss {spec.name!r} is listwise and needs a ranked dataset (a `prompt` and a `completions` "
+                    "list, best first), but the train dataset has chosen/rejected pairs. On pairs, Plackett-Luce is "
+                    "DPO: use loss='dpo', or build ranked lists."
+                )
+            if spec.input_kind not in ("paired", "ranked"):
+                raise ValueError(
+                    f"The loss {spec.name!r} takes {spec.input_kind} data; PreferenceTrainer cannot feed it."
+                )
+
+    # ---- data ---------------------------------------------------------------------------------------------------
+
+    def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
+        if dataset_kind(next(iter(dataset))) != "ranked":
+            return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+        if "completion_ids" in next(iter(dataset)):
+            return dataset
+        eos = self._tokenizer.eos_token
+
+        def tokenize(example: dict[str, Any]) -> dict[str, Any]:
+            prompt = example["prompt"]
+            conversational = _compat.is_conversational({"prompt": prompt})
+            if conversational:
+                prompt_ids = _compat.tokenize(processing_class, prompt, add_generation_prompt=True)["input_ids"]
+                full = [_compat.tokenize(processing_class, prompt + c)["input_ids"] for c in example["completions"]]
+            else:
+                texts = [c if c.endswith(eos) else c + eos for c in example["completions"]]
+                prompt_ids = _compat.tokenize(processing_class, prompt)["input_ids"]
+                full = [_compat.tokenize(processing_class, prompt + c)["input_ids"] for c in texts]
+            # As in TRL: the completion starts where the prompt alone and prompt + completion diverge.
+            prompt_len = min(_compat.common_prefix_length(prompt_ids, ids) for ids in full)
+            return {"prompt_ids": prompt_ids[:prompt_len], "completion_ids": [ids[prompt_len:] for ids in full]}
+
+        map_kwargs: dict[str, Any] = {}
+        if isinstance(dataset, Dataset):
+            map_kwargs = {"num_proc": args.dataset_num_proc, "desc": f"Tokenizing {dataset_name} dataset"}
+        return dataset.map(tokenize, **map_kwargs)
+
+    def _set_signature_columns_if_needed(self) -> None:
+        super()._set_signature_columns_if_needed()
+        columns: list[str] | None = self._signature_columns  # type: ignore[has-type]
+        if columns is not None:
+            self._signature_columns = [*columns, "completion_ids", "chosen_win_prob"]
+
+    def _precompute_ref_logps(self, dataset: Dataset, name: str, batch_size: int) -> Dataset:
+        if not self.requires_reference:
+            return dataset
+        return super()._precompute_ref_logps(dataset, name, batch_size)
+
+    # ---- log-probs ----------------------------------------------------------------------------------------------
+
+    def _token_logps(self, model: Any, model_kwargs: dict[str, Any], labels: torch.Tensor) -> Any:
+        """Per-token log-probs [N, T−1] (and logging statistics) on the configured path."""
+        if self.logprob_path == "fused":
+            return model(**model_kwargs, labels=labels, fused_lm_head=True)
+        if self.logprob_path == "chunked":
+            return model(**model_kwargs, labels=labels, chunked_lm_head=True)
+        outputs = model(**model_kwargs)
+        return _compat.FusedCausalLMOutput(
+            **logits_token_logps(outputs.logits, labels), aux_loss=getattr(outputs, "aux_loss", None)
+        )
+
+    def _reference_logps(
+        self, inputs: dict[str, Any], model_kwargs: dict[str, Any], labels: torch.Tensor
+    ) -> torch.Tensor:
+        if self.precompute_ref_logps:
+            return torch.cat([inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]])
+        ref_kwargs = {k: v for k, v in model_kwargs.items() if k != "output_router_logits"}
+        seq_len = labels.size(1) - 1
+        with (
+            torch.no_grad(),
+            _compat.disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs),
+            # The reference runs under the policy's autocast: DPOTrainer gets it from accelerate's wrapper of the
+            # reference forward, which the chunked head bypasses.
+            self.accelerator.autocast(),
+        ):
+            if self.ref_model is None and _compat.is_peft_model(self.accelerator.unwrap_model(self.model)):
+                unwrapped = self.accelerator.unwrap_model(self.model)
+                with _compat.use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None):
+                    outputs = self._token_logps(self.model, ref_kwargs, labels)
+            elif self.ref_model is None:
+                raise RuntimeError("No reference model is available for a loss that needs one.")
+            else:
+                outputs = self._token_logps(self.ref_model, ref_kwargs, labels)
+        return outputs.log_probs[:, -seq_len:].sum(dim=1)
+
+    # ---- loss -----------------------------------------------------------------------------------------------------
+
+    def _compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
+        mode = "train" if self.model.training else "eval"
+        model_kwargs = {k: v for k, v in inputs.items() if k not in _NON_MODEL_KEYS}
+        model_kwargs["use_cache"] = False
+        if self.aux_loss_enabled:
+            model_kwargs["output_router_logits"] = True
+        completion_mask = inputs["completion_mask"]
+        shift_mask = completion_mask[:, 1:]
+        seq_len = shift_mask.size(1)
+        labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
+
+        outputs = self._token_logps(model, model_kwargs, labels)
+        # Prompt-learning PEFT prepends virtual tokens; keep the positions of the real ones.
+        per_token_logps = outputs.log_probs[:, -seq_len:]
+        logps = per_token_logps.sum(dim=1)
+        lengths = shift_mask.sum(dim=1)
+        ref_logps = self._reference_logps(inputs, model_kwargs, labels) if self.requires_reference else None
+
+        loss: torch.Tensor | float = 0.0
+        reported: LossOutput | None = None
+        for spec, weight in zip(self.loss_specs, self.loss_weights_, strict=True):
+            loss_input = self._loss_input(spec, inputs, logps, lengths, ref_logps)
+            output = spec(loss_input, **self.args.loss_kwargs[spec.name])
+            component = output.losses.mean()
+            loss = loss + weight * component
+            if len(self.loss_specs) > 1:
+                self._log_metric(mode, f"loss/{spec.name}", component.detach())
+            for key, value in output.metrics.items():
+                self._log_metric(mode, f"{spec.name}/{key}", torch.as_tensor(value, dtype=torch.float32).detach())
+            if reported is None and output.chosen_rewards is not None:
+                reported = output
+
+        if self.aux_loss_enabled:
+            loss = loss + self.router_aux_loss_coef * outputs.aux_loss
+            self._log_metric(mode, "aux_loss", outputs.aux_loss.detach())
+        self._log_token_metrics(mode, inputs, outputs, seq_len, shift_mask)
+        chosen, rejected = self._split_best_worst(inputs, logps)
+        self._metrics[mode]["logps/chosen"].append(self.accelerator.gather(chosen.detach()).mean().item())
+        self._metrics[mode]["logps/rejected"].append(self.accelerator.gather(rejected.detach()).mean().item())
+        if reported is not None:
+            assert reported.rejected_rewards is not None and reported.chosen_rewards is not None
+            chosen_rewards = self.accelerator.gather(reported.chosen_rewards)
+            rejected_rewards = self.accelerator.gather(reported.rejected_rewards)
+            self._metrics[mode]["rewards/chosen"].append(chosen_rewards.mean().item())
+            self._metrics[mode]["rewards/rejected"].append(rejected_rewards.mean().item())
+            self._metrics[mode]["rewards/accuracies"].append((chosen_rewards > rejected_rewards).float().mean().item())
+            self._metrics[mode]["rewards/margins"].append((chosen_rewards - rejected_rewards).mean().item())
+
+        assert isinstance(loss, torch.Tensor)
+        if return_outputs:
+            with torch.no_grad():
+                full = model(**model_kwargs)
+            return loss, full
+        return loss
+
+    def _split_best_worst(self, inputs: dict[str, Any], logps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if "rank_index" not in inputs:
+            chosen, rejected = logps.chunk(2, dim=0)
+            return chosen, rejected
+        index = inputs["rank_index"]
+        last = (index >= 0).sum(dim=1) - 1
+        return logps[index[:, 0]], logps[index.gather(1, last[:, None]).squeeze(1)]
+
+    def _loss_input(
+        self,
+        spec: LossSpec,
+        inputs: dict[str, Any],
+        logps: torch.Tensor,
+        lengths: torch.Tensor,
+        ref_logps: torch.Tensor | None,
+    ) -> PairedLogps | RankedLogps:
+        ref = ref_logps if spec.requires_reference else None
+        if "rank_index" not in inputs:
+            chosen, rejected = logps.chunk(2)
+            chosen_len, rejected_len = lengths.chunk(2)
+            ref_chosen, ref_rejected = ref.chunk(2) if ref is not None else (None, None)
+            win = inputs.get("chosen_win_probs")
+            return PairedLogps(
+                chosen,
+                rejected,
+                chosen_len,
+                rejected_len,
+                ref_chosen,
+                ref_rejected,
+                chosen_win_probs=None if win is None else win.to(logps.dtype),
+                rejected_win_probs=None if win is None else 1 - win.to(logps.dtype),
+            )
+        index = inputs["rank_index"]
+        mask = index >= 0
+        safe = index.clamp(min=0)
+        if spec.input_kind == "ranked":
+            return RankedLogps(
+                logps[safe].masked_fill(~mask, 0.0),
+                lengths[safe].masked_fill(~mask, 1),
+                mask,
+                None if ref is None else ref[safe].masked_fill(~mask, 0.0),
+            )
+        better, worse = ranked_pairs(index, adjacent=self.args.ranked_pairs == "adjacent")
+        return PairedLogps(
+            logps[better],
+            logps[worse],
+            lengths[better],
+            lengths[worse],
+            None if ref is None else ref[better],
+            None if ref is None else ref[worse],
+        )
+
+    # ---- logging ----------------------------------------------------------------------------------------------
+
+    def _log_metric(self, mode: str, name: str, value: torch.Tensor) -> None:
+        self._metrics[mode][name].append(self.accelerator.gather_for_metrics(value.reshape(1)).float().mean().item())
+
+    def _log_token_metrics(
+        self, mode: str, inputs: dict[str, Any], outputs: Any, seq_len: int, shift_mask: torch.Tensor
+    ) -> None:
+        """TRL's entropy, token count, mean logits and token accuracy, where the log-prob path provides them."""
+        gather = self.accelerator.gather_for_metrics
+        if mode == "train":
+            tokens = gather(inputs["attention_mask"].sum()).sum().item()
+            self._total_train_tokens += tokens // self._tp_size
+        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+        if outputs.entropy is None:
+            return
+        total = gather(shift_mask.sum()).sum()
+        entropy = gather((outputs.entropy[:, -seq_len:].detach() * shift_mask).sum()).sum()
+        self._metrics[mode]["entropy"].append((entropy / total).item() if total > 0 else 0.0)
+        if "rank_index" in inputs:
+            return
+        chosen_mask, rejected_mask = shift_mask.bool().chunk(2)
+        if outputs.mean_logits is not None:
+            chosen_logits, rejected_logits = outputs.mean_logits[:, -seq_len:].chunk(2)
+            for name, values, mask in (
+                ("chosen", chosen_logits, chosen_mask),
+                ("rejected", rejected_logits, rejected_mask),
+            ):
+                count = gather(mask.sum()).sum().item()
+                value = gather(values[mask].sum()).sum().item()
+                self._metrics[mode][f"logits/{name}"].append(value / count if count > 0 else 0.0)
+        if outputs.is_top1 is not None:
+            chosen_top1, _ = outputs.is_top1[:, -seq_len:].chunk(2)
+            correct = gather((chosen_top1 & chosen_mask).sum()).sum()
+            count = gather(chosen_mask.sum()).sum()
+            self._metrics[mode]["mean_token_accuracy"].append((correct / count).item() if count > 0 else 0.0)
+
+
+def ranked_pairs(rank_index: torch.Tensor, adjacent: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row indices (better, worse) of every ordered pair i < j of each ranked list, or of neighbours only."""
+    k = rank_index.shape[1]
+    i, j = torch.triu_indices(k, k, offset=1, device=rank_index.device)
+    if adjacent:
+        keep = j == i + 1
+        i, j = i[keep], j[keep]
+    better, worse = rank_index[:, i].reshape(-1), rank_index[:, j].reshape(-1)
+    present = (better >= 0) & (worse >= 0)
+    return better[present], worse[present]
