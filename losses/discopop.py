@@ -5,6 +5,10 @@ With ρ = β·d, d = (c − c_ref) − (r − r_ref), it blends the logistic and
     loss = (1 − σ(ρ/τ))·(−log σ(ρ)) + σ(ρ/τ)·exp(−ρ)
 
 τ is the gate's temperature; the paper recommends 0.05 (TRL's `discopop_tau`).
+
+The loss is not monotone in ρ: at τ = 0.05 it has a local maximum near ρ ≈ 0.07 and a local minimum near
+ρ ≈ −0.12, so training from policy = reference first pushes the margin slightly negative (the paper notes the
+non-convexity; tests/trainers/test_training.py records it).
 """
 
 from __future__ import annotations

@@ -30,7 +30,14 @@ from trl_plus.types import LossOutput, PairedLogps, RankedLogps
 
 # Config values that become a loss's hyperparameter of the same meaning when the loss takes it.
 _CONFIG_HYPERPARAMETERS = {"beta": "beta", "label_smoothing": "label_smoothing", "discopop_tau": "tau"}
-_NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps", "chosen_win_probs", "rank_index"}
+_NON_MODEL_KEYS = {
+    "completion_mask",
+    "ref_chosen_logps",
+    "ref_rejected_logps",
+    "chosen_win_probs",
+    "rejected_win_probs",
+    "rank_index",
+}
 
 
 @dataclass
@@ -232,8 +239,9 @@ class _PairedCollator(_compat.DataCollatorForPreference):
 
     def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         output = super().torch_call(examples)
-        if "chosen_win_prob" in examples[0]:
-            output["chosen_win_probs"] = torch.tensor([float(e["chosen_win_prob"]) for e in examples])
+        for column in ("chosen_win_prob", "rejected_win_prob"):
+            if column in examples[0]:
+                output[f"{column}s"] = torch.tensor([float(example[column]) for example in examples])
         return output
 
 
@@ -317,6 +325,7 @@ class PreferenceTrainer(_compat.DPOTrainer):
             raise ValueError("`train_dataset` is required")
         self.loss_specs = [get_loss(name) for name in args.loss]  # type: ignore[union-attr]
         self.loss_weights_ = list(args.loss_weights or [1.0] * len(self.loss_specs))
+        self.loss_kwargs_: dict[str, dict[str, Any]] = dict(args.loss_kwargs)  # type: ignore[arg-type]
         self.requires_reference = any(spec.requires_reference for spec in self.loss_specs)
         self._ranked_input = check_preference_dataset(train_dataset, "train") == "ranked"
         eval_sets = eval_dataset.values() if isinstance(eval_dataset, dict) else [eval_dataset]
@@ -326,6 +335,7 @@ class PreferenceTrainer(_compat.DPOTrainer):
             ):
                 raise ValueError("The eval dataset must have the same format (paired or ranked) as the train dataset.")
         self._check_loss_kinds()
+        self._preflight(train_dataset, args)
         if self._ranked_input and args.precompute_ref_log_probs and self.requires_reference:
             raise ValueError(
                 "`precompute_ref_log_probs=True` is not supported for ranked datasets yet; set it to False."
@@ -387,6 +397,39 @@ class PreferenceTrainer(_compat.DPOTrainer):
                     f"The loss {spec.name!r} takes {spec.input_kind} data; PreferenceTrainer cannot feed it."
                 )
 
+    def _preflight(self, dataset: Dataset | IterableDataset, args: PreferenceConfig) -> None:
+        """Call every loss once on a one-example stand-in batch shaped like the dataset, before any model loads.
+
+        Losses validate their own hyperparameter values and inputs (robust's ε range, sppo's win-probability
+        column...); this surfaces those errors now rather than after the model, reference and data are prepared.
+        """
+        first = next(iter(dataset))
+        one = torch.ones(1)
+        win = torch.tensor([0.7]) if "chosen_win_prob" in first else None
+        for spec in self.loss_specs:
+            ref = spec.requires_reference
+            loss_input: PairedLogps | RankedLogps
+            if spec.input_kind == "ranked":
+                logps = torch.tensor([[-1.0, -2.0]])
+                loss_input = RankedLogps(
+                    logps, torch.ones(1, 2), torch.ones(1, 2, dtype=torch.bool), logps - 0.5 if ref else None
+                )
+            else:
+                loss_input = PairedLogps(
+                    -one,
+                    -2 * one,
+                    one,
+                    one,
+                    -1.5 * one if ref else None,
+                    -1.5 * one if ref else None,
+                    win,
+                    None if win is None else 1 - win,
+                )
+            try:
+                spec(loss_input, **self.loss_kwargs_[spec.name])
+            except (ValueError, TypeError) as error:
+                raise ValueError(f"The loss {spec.name!r} cannot train on this dataset and config: {error}") from error
+
     # ---- data ---------------------------------------------------------------------------------------------------
 
     def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
@@ -419,7 +462,7 @@ class PreferenceTrainer(_compat.DPOTrainer):
         super()._set_signature_columns_if_needed()
         columns: list[str] | None = self._signature_columns  # type: ignore[has-type]
         if columns is not None:
-            self._signature_columns = [*columns, "completion_ids", "chosen_win_prob"]
+            self._signature_columns = [*columns, "completion_ids", "chosen_win_prob", "rejected_win_prob"]
 
     def _precompute_ref_logps(self, dataset: Dataset, name: str, batch_size: int) -> Dataset:
         if not self.requires_reference:
@@ -487,7 +530,7 @@ class PreferenceTrainer(_compat.DPOTrainer):
         reported: LossOutput | None = None
         for spec, weight in zip(self.loss_specs, self.loss_weights_, strict=True):
             loss_input = self._loss_input(spec, inputs, logps, lengths, ref_logps)
-            output = spec(loss_input, **self.args.loss_kwargs[spec.name])
+            output = spec(loss_input, **self.loss_kwargs_[spec.name])
             component = output.losses.mean()
             loss = loss + weight * component
             if len(self.loss_specs) > 1:
@@ -542,6 +585,7 @@ class PreferenceTrainer(_compat.DPOTrainer):
             chosen_len, rejected_len = lengths.chunk(2)
             ref_chosen, ref_rejected = ref.chunk(2) if ref is not None else (None, None)
             win = inputs.get("chosen_win_probs")
+            rejected_win = inputs.get("rejected_win_probs", None if win is None else 1 - win)
             return PairedLogps(
                 chosen,
                 rejected,
@@ -550,7 +594,7 @@ class PreferenceTrainer(_compat.DPOTrainer):
                 ref_chosen,
                 ref_rejected,
                 chosen_win_probs=None if win is None else win.to(logps.dtype),
-                rejected_win_probs=None if win is None else 1 - win.to(logps.dtype),
+                rejected_win_probs=None if rejected_win is None else rejected_win.to(logps.dtype),
             )
         index = inputs["rank_index"]
         mask = index >= 0
