@@ -197,14 +197,28 @@ def add_chunked_lm_head(model: torch.nn.Module, chunk_tokens: int | None = None,
 
 
 def logits_token_logps(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The plain path: per-token log-probs and logging statistics from full logits [B, T, V] and labels [B, T]."""
-    logits = logits[:, :-1].float()
+    """The plain path: per-token log-probs and logging statistics from full logits [B, T, V] and labels [B, T].
+
+    log p = logit[target] − logsumexp(logits) keeps no [B, T, V] log-softmax alive for backward; the logging
+    statistics are computed one sequence at a time without gradient.
+    """
+    logits = logits[:, :-1]
     shifted = labels[:, 1:]
     mask = shifted != -100
-    log_softmax = logits.log_softmax(dim=-1)
-    log_probs = log_softmax.gather(-1, shifted.clamp(min=0)[..., None]).squeeze(-1) * mask
+    target_logits = logits.gather(-1, shifted.clamp(min=0)[..., None]).squeeze(-1).float()
+    log_probs = (target_logits - torch.logsumexp(logits.float(), dim=-1)) * mask
+    entropy = torch.zeros_like(log_probs)
+    mean_logits = torch.zeros_like(log_probs)
     with torch.no_grad():
-        entropy = -(log_softmax.exp() * log_softmax).sum(dim=-1) * mask
-        mean_logits = logits.mean(dim=-1) * mask
+        for row in range(logits.shape[0]):
+            row_logits = logits[row].float()
+            log_softmax = row_logits.log_softmax(dim=-1)
+            entropy[row] = -(log_softmax.exp() * log_softmax).sum(dim=-1)
+            mean_logits[row] = row_logits.mean(dim=-1)
         is_top1 = (logits.argmax(dim=-1) == shifted) & mask
-    return {"log_probs": log_probs, "entropy": entropy, "mean_logits": mean_logits, "is_top1": is_top1}
+    return {
+        "log_probs": log_probs,
+        "entropy": entropy * mask,
+        "mean_logits": mean_logits * mask,
+        "is_top1": is_top1,
+    }

@@ -141,10 +141,25 @@ def _cmd_win_rate(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from trl_plus.demo import run_demo
 
+    loss_kwargs = json.loads(args.loss_kwargs) if args.loss_kwargs else None
     run_demo(
-        args.out, arch=args.arch, task_name=args.task, sft_steps=args.sft_steps, eval_prompts=args.n, seed=args.seed
+        args.out,
+        arch=args.arch,
+        task_name=args.task,
+        sft_steps=args.sft_steps,
+        loss=[name.strip() for name in args.loss.split(",")],
+        loss_kwargs=loss_kwargs,
+        steps=args.steps,
+        eval_prompts=args.n,
+        seed=args.seed,
     )
     return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from trl_plus.train import main as train_main
+
+    return train_main(args.train_args, prog="trl-plus train")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,18 +206,35 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--max-new-tokens", type=int, default=16)
     rate.set_defaults(func=_cmd_win_rate)
 
-    demo = commands.add_parser("demo", help="build a tiny model, SFT it on a synthetic task, score it offline")
+    demo = commands.add_parser(
+        "demo", help="tiny model → SFT → preference training with --loss → oracle win rate vs the SFT reference"
+    )
     demo.add_argument("--out", default="runs/demo", help="where to save the checkpoints (default runs/demo)")
     demo.add_argument("--arch", choices=ARCHITECTURES, default="llama")
     demo.add_argument("--task", choices=sorted(TASKS), default="transitive")
     demo.add_argument("--sft-steps", type=int, default=300)
+    demo.add_argument(
+        "--loss", default="dpo", help="registered loss(es) for the preference stage, e.g. simpo or dpo,sft"
+    )
+    demo.add_argument("--loss-kwargs", default=None, help="JSON hyperparameters, e.g. '{\"beta\": 0.2}'")
+    demo.add_argument("--steps", type=int, default=400, help="preference training steps (batches of 16 pairs)")
     demo.add_argument("--n", type=int, default=256, help="held-out prompts for the oracle evaluation")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_cmd_demo)
+
+    # `trl-plus train` has its own parser (TRL's TrlParser); `main` hands it every argument after `train`.
+    train = commands.add_parser(
+        "train", help="train with PreferenceTrainer: TRL-style flags or --config YAML (see `trl-plus train --help`)"
+    )
+    train.add_argument("train_args", nargs=argparse.REMAINDER, help="arguments of `trl-plus train`")
+    train.set_defaults(func=_cmd_train)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:  # past argparse, so `--help` and every flag reach the train parser
+        return _cmd_train(argparse.Namespace(train_args=argv[1:]))
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

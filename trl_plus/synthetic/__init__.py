@@ -5,13 +5,14 @@ sft = task.sft_dataset(2000)                 # prompt/completion
 pairs = task.preference_dataset(2000)        # prompt/chosen/rejected, labels drawn from the oracle
 task.prefer(prompt, a, b)                    # P(a ≻ b | prompt)
 win_rate((model, tok), "path/to/ref", task)  # oracle win rate with a 95% interval
+policy_preference_dataset("path/to/sft", task, 2000)  # on-policy pairs labelled by the oracle
 """
 
 from __future__ import annotations
 
 from trl_plus.synthetic.base import SyntheticTask, as_text
 from trl_plus.synthetic.cyclic import CyclicTask
-from trl_plus.synthetic.evaluate import WinRate, sample_completions, win_rate
+from trl_plus.synthetic.evaluate import WinRate, policy_preference_dataset, sample_completions, win_rate
 from trl_plus.synthetic.transitive import TransitiveTask
 
 TASKS: dict[str, type[SyntheticTask]] = {"transitive": TransitiveTask, "cyclic": CyclicTask}
@@ -32,6 +33,7 @@ __all__ = [
     "WinRate",
     "as_text",
     "get_task",
+    "policy_preference_dataset",
     "sample_completions",
     "win_rate",
 ]

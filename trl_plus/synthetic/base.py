@@ -19,7 +19,7 @@ Message = dict[str, str]
 Text = str | list[Message]
 
 # Separate random streams per dataset kind: the SFT and preference sets for one seed should not share draws.
-_STREAMS = {"sft": 1, "preference": 2, "ranked": 3, "unpaired": 4, "eval": 5}
+_STREAMS = {"sft": 1, "preference": 2, "ranked": 3, "unpaired": 4, "eval": 5, "policy-preference": 6}
 
 
 def as_text(value: Text) -> str:
@@ -174,9 +174,21 @@ class SyntheticTask(ABC):
 
 
 def _format(row: dict[str, Any], conversational: bool) -> dict[str, Any]:
-    """Plain text stays as is; the conversational form wraps prompts as user turns and answers as assistant turns."""
+    """Plain answers get a leading space; the conversational form wraps prompts as user turns and answers as
+    assistant turns.
+
+    Trainers tokenise prompt + answer as one string, so without the space the first word would be glued to the
+    prompt's colon ("items:camera" → 'c', 'amera') and every answer would start with a fragment instead of the
+    word itself.
+    """
     if not conversational:
-        return row
+        spaced = dict(row)
+        for key in ("chosen", "rejected", "completion"):
+            if key in spaced:
+                spaced[key] = " " + spaced[key]
+        if "completions" in spaced:
+            spaced["completions"] = [" " + text for text in spaced["completions"]]
+        return spaced
     formatted: dict[str, Any] = {}
     for key, value in row.items():
         if key == "prompt":

@@ -10,11 +10,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from trl_plus.synthetic.base import SyntheticTask
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 Policy = str | Path | tuple[Any, Any]
 
@@ -151,3 +154,50 @@ def win_rate(
         valid_a=sum(task.is_valid(p, a) for p, a in zip(prompts, completions_a, strict=True)) / n,
         valid_b=sum(task.is_valid(p, b) for p, b in zip(prompts, completions_b, strict=True)) / n,
     )
+
+
+def policy_preference_dataset(
+    policy: Policy,
+    task: SyntheticTask,
+    n: int,
+    *,
+    k: int = 2,
+    seed: int = 0,
+    max_new_tokens: int = 16,
+    batch_size: int = 64,
+) -> Dataset:
+    """On-policy preference data: `k` samples from `policy` per prompt, ordered by the oracle.
+
+    k = 2 gives prompt/chosen/rejected pairs with a label drawn from the oracle; k > 2 gives ranked lists (column
+    `completions`, best first, a Plackett-Luce draw as in `task.ranked_dataset`). Unlike the task's own datasets
+    (well-formed base answers), these cover what the policy actually says, malformed answers included, so a
+    preference loss also learns to avoid those. Duplicate and empty samples are dropped, and prompts left with
+    fewer than two distinct samples are skipped, so the result can hold fewer than `n` rows.
+    """
+    from datasets import Dataset
+
+    if k < 2:
+        raise ValueError(f"k must be at least 2 (a pair), got {k}.")
+    model, tokenizer = load_policy(policy)
+    prompts = task.prompts(n, seed=seed, stream="preference")
+    samples = [
+        sample_completions(
+            model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed + 1000 * j
+        )
+        for j in range(k)
+    ]
+    rng = task.rng("policy-preference", seed)
+    rows: list[dict[str, Any]] = []
+    for index, prompt in enumerate(prompts):
+        # The leading space matches the task's own datasets (see synthetic.base._format).
+        distinct = list(dict.fromkeys(" " + s[index] for s in samples if s[index]))
+        if len(distinct) < 2:
+            continue
+        if k == 2:
+            a, b = distinct
+            a_wins = bool(rng.random() < task.prefer(prompt, a, b))
+            chosen, rejected = (a, b) if a_wins else (b, a)
+            rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+        else:
+            rows.append({"prompt": prompt, "completions": task.rank(prompt, distinct, rng)})
+    return Dataset.from_list(rows)

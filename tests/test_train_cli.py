@@ -1,0 +1,234 @@
+"""`trl-plus train`: flags and YAML through TRL's parser into PreferenceTrainer, on a tiny Llama, offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+import trl_plus.train as train_module
+from trl_plus import cli
+from trl_plus.synthetic import get_task
+from trl_plus.train import load_preference_dataset, main, make_parser
+from trl_plus.trainers.preference import PreferenceTrainer
+
+# Settings every run shares: CPU, a small batch, nothing reported or checkpointed along the way.
+FAST = [
+    "--use_cpu",
+    "--report_to",
+    "none",
+    "--save_strategy",
+    "no",
+    "--disable_tqdm",
+    "true",
+    "--per_device_train_batch_size",
+    "4",
+    "--learning_rate",
+    "1e-3",
+    "--logging_steps",
+    "1",
+]
+
+
+@pytest.fixture(scope="module")
+def pairs_on_disk(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Eight synthetic preference pairs saved with `save_to_disk`."""
+    path = tmp_path_factory.mktemp("data") / "pairs"
+    get_task("transitive").preference_dataset(8).save_to_disk(str(path))
+    return path
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> list[PreferenceTrainer]:
+    """The trainers `trl-plus train` builds, kept for inspection."""
+    trainers: list[PreferenceTrainer] = []
+
+    class Recording(PreferenceTrainer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            trainers.append(self)
+
+    monkeypatch.setattr(train_module, "PreferenceTrainer", Recording)
+    return trainers
+
+
+def test_flags_train_simpo_and_save_a_loadable_model(
+    tiny_checkpoints: dict[str, Path], pairs_on_disk: Path, tmp_path: Path
+) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = tiny_checkpoints["llama"]
+    out = tmp_path / "simpo"
+    argv = ["--model_name_or_path", str(base), "--dataset_name", str(pairs_on_disk), "--output_dir", str(out)]
+    assert main([*argv, *FAST, "--max_steps", "2", "--loss", "simpo"]) == 0
+
+    trained = AutoModelForCausalLM.from_pretrained(out)
+    AutoTokenizer.from_pretrained(out)
+    before = load_file(str(base / "model.safetensors"))
+    after = trained.state_dict()
+    assert not torch.equal(before["lm_head.weight"], after["lm_head.weight"]), "two steps at lr 1e-3 moved nothing"
+    saved_args = torch.load(out / "training_args.bin", weights_only=False)
+    assert saved_args.loss == ["simpo"] and saved_args.max_steps == 2
+
+
+def test_yaml_config_trains_qlora_with_loss_kwargs(
+    tiny_checkpoints: dict[str, Path], tmp_path: Path, recorded: list[PreferenceTrainer]
+) -> None:
+    """QLoRA on CPU: nf4 base weights (bitsandbytes runs 4-bit on CPU), a LoRA adapter, two weighted losses."""
+    import bitsandbytes as bnb
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "qlora"
+    config = {
+        "model_name_or_path": str(tiny_checkpoints["llama"]),
+        "dataset_name": "synthetic:transitive",
+        "synthetic_train_size": 8,
+        "output_dir": str(out),
+        "loss": ["simpo", "sft"],
+        "loss_weights": [1.0, 0.1],
+        "loss_kwargs": {"simpo": {"gamma": 0.3}},
+        "use_peft": True,
+        "lora_r": 4,
+        "lora_alpha": 8,
+        "lora_target_modules": ["q_proj", "v_proj"],
+        "load_in_4bit": True,
+        "bnb_4bit_quant_type": "nf4",
+        "max_steps": 5,
+        "use_cpu": True,
+        "report_to": "none",
+        "save_strategy": "no",
+        "disable_tqdm": True,
+        "per_device_train_batch_size": 4,
+    }
+    config_file = tmp_path / "qlora.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    assert main(["--config", str(config_file), "--max_steps", "1"]) == 0  # the flag overrides the file
+
+    (trainer,) = recorded
+    assert trainer.state.global_step == 1
+    assert trainer.args.loss == ["simpo", "sft"] and trainer.args.loss_weights == [1.0, 0.1]
+    assert trainer.args.loss_kwargs == {"simpo": {"gamma": 0.3}, "sft": {}}
+    assert any(isinstance(module, bnb.nn.Linear4bit) for module in trainer.model.modules())
+    assert (out / "adapter_model.safetensors").exists()
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert adapter["r"] == 4 and set(adapter["target_modules"]) == {"q_proj", "v_proj"}
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_checkpoints["llama"]), out)
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--dataset_name", "{tmp}/no-such-data"], ["no-such-data", "does not exist"]),
+        (["--dataset_name", "synthetic:transitive", "--loss", "simpoo"], ["'simpoo'", "Did you mean 'simpo'"]),
+        (["--dataset_name", "synthetic:transitive", "--loss", "simpo", "--loss_kwargs", '{"gama": 1}'], ["'gama'"]),
+        (["--dataset_name", "synthetic:nope"], ["'nope'", "transitive"]),
+        ([], ["No dataset given", "--dataset_name"]),
+    ],
+    ids=["missing-dataset-path", "unknown-loss", "unknown-hyperparameter", "unknown-task", "no-dataset"],
+)
+def test_bad_settings_fail_with_one_clear_line(
+    tiny_checkpoints: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    expected: list[str],
+) -> None:
+    argv = ["--model_name_or_path", str(tiny_checkpoints["llama"]), "--output_dir", str(tmp_path), *FAST]
+    argv += [arg.replace("{tmp}", str(tmp_path)) for arg in extra]
+    assert cli.main(["train", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("trl-plus train: error: ")
+    for text in expected:
+        assert text in err
+    assert "Traceback" not in err
+
+
+def test_missing_model_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--dataset_name", "synthetic:transitive", "--output_dir", str(tmp_path), "--use_cpu"]
+    assert main(argv) == 2
+    assert "No model given" in capsys.readouterr().err
+    assert main([*argv, "--model_name_or_path", str(tmp_path / "nothing")]) == 2
+    assert "'" + str(tmp_path / "nothing") + "' does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suffix", ["save_to_disk", ".jsonl", ".parquet"])
+def test_local_datasets_load_as_a_train_split(tmp_path: Path, suffix: str) -> None:
+    pairs = get_task("transitive").preference_dataset(6)
+    path = tmp_path / f"pairs{'' if suffix == 'save_to_disk' else suffix}"
+    if suffix == "save_to_disk":
+        pairs.save_to_disk(str(path))
+    elif suffix == ".jsonl":
+        pairs.to_json(str(path))
+    else:
+        pairs.to_parquet(str(path))
+    (script_args, *_) = make_parser().parse_args_and_config(
+        ["--dataset_name", str(path), "--output_dir", "x", "--use_cpu"]
+    )
+    loaded = load_preference_dataset(script_args)
+    assert list(loaded) == ["train"]
+    assert loaded["train"].to_list() == pairs.to_list()
+
+
+def test_synthetic_ranked_lists() -> None:
+    argv = ["--dataset_name", "synthetic:cyclic", "--synthetic_format", "ranked", "--synthetic_k", "3"]
+    (script_args, *_) = make_parser().parse_args_and_config(
+        [*argv, "--synthetic_train_size", "5", "--output_dir", "x", "--use_cpu"]
+    )
+    loaded = load_preference_dataset(script_args)
+    assert sorted(loaded) == ["test", "train"] and loaded["train"].num_rows == 5
+    assert all(len(row["completions"]) == 3 for row in loaded["train"])
+
+
+@pytest.mark.slow  # a fresh interpreter imports torch, transformers and TRL: most of its time
+def test_runs_as_a_module(tiny_checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    """`python -m trl_plus.train`, as `accelerate launch -m trl_plus.train` runs it."""
+    out = tmp_path / "module"
+    argv = ["--model_name_or_path", str(tiny_checkpoints["llama"]), "--output_dir", str(out), *FAST]
+    argv += ["--dataset_name", "synthetic:transitive", "--synthetic_train_size", "4", "--max_steps", "1"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run(
+        [sys.executable, "-m", "trl_plus.train", *argv, "--loss", "dpo"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "model.safetensors").exists()
+    assert f"Saved the trained model to {out}" in result.stdout
+
+
+ACCELERATE_CONFIGS = Path(__file__).resolve().parents[1] / "scripts" / "accelerate"
+
+
+@pytest.mark.parametrize(
+    ("name", "distributed_type"),
+    [
+        ("single_cpu", "NO"),
+        ("multi_gpu", "MULTI_GPU"),
+        ("deepspeed_zero2", "DEEPSPEED"),
+        ("deepspeed_zero3", "DEEPSPEED"),
+        ("fsdp", "FSDP"),
+    ],
+)
+def test_accelerate_configs_load(name: str, distributed_type: str) -> None:
+    """Each launch config is one accelerate reads without complaint, and its header shows how to launch with it."""
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    path = ACCELERATE_CONFIGS / f"{name}.yaml"
+    config = ClusterConfig.from_yaml_file(str(path))
+    assert config.distributed_type.value == distributed_type
+    usage = f"accelerate launch --config_file scripts/accelerate/{name}.yaml -m trl_plus.train --config my.yaml"
+    assert usage in path.read_text()
+    if name.startswith("deepspeed"):
+        # Left to the training config ("auto"), so `gradient_accumulation_steps` there cannot disagree with it.
+        assert "gradient_accumulation_steps" not in (config.deepspeed_config or {})

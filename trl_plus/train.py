@@ -1,0 +1,275 @@
+"""`trl-plus train`: train with `PreferenceTrainer` from TRL-style flags or a YAML config.
+
+The arguments are TRL's own: `ScriptArguments` (the dataset), `ModelConfig` (model, dtype, 4/8-bit, LoRA) and
+`PreferenceConfig` (every `DPOConfig`/`TrainingArguments` field plus `loss`, `loss_kwargs`, `logprob_path`, ...),
+parsed by `trl.TrlParser`, so any field works as a `--flag` or as a key of the `--config` YAML file, and flags
+override the file. Examples:
+
+    trl-plus train --model_name_or_path runs/demo/sft --dataset_name synthetic:transitive \\
+        --loss simpo --output_dir runs/simpo --use_cpu --report_to none
+    trl-plus train --config my.yaml --learning_rate 1e-5
+    python -m trl_plus.train --config my.yaml
+    accelerate launch --config_file scripts/accelerate/multi_gpu.yaml -m trl_plus.train --config my.yaml
+
+`--dataset_name` takes a directory saved with `Dataset.save_to_disk`/`DatasetDict.save_to_disk`, a local
+.json/.jsonl/.parquet/.csv file (or a directory of them), a Hub dataset id, or `synthetic:<task>` for a
+synthetic task's preference pairs built offline (`trl-plus task <name>` shows the oracle).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
+
+from trl_plus.trainers.preference import PreferenceConfig, PreferenceTrainer
+
+SYNTHETIC_PREFIX = "synthetic:"
+# Files `datasets.load_dataset` reads with a packaged builder, by suffix.
+_DATA_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
+
+
+@dataclass
+class TrainScriptArguments(ScriptArguments):
+    """TRL's `ScriptArguments`, plus a local-path loader and offline synthetic data."""
+
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "The preference data: a directory saved with `save_to_disk`, a .json/.jsonl/.parquet/.csv file "
+            "or a directory of them, a Hub dataset id, or `synthetic:<task>` (e.g. `synthetic:transitive`) to build a "
+            "synthetic task's data offline."
+        },
+    )
+    synthetic_train_size: int = field(
+        default=512, metadata={"help": "With `synthetic:<task>`: rows in the train split."}
+    )
+    synthetic_test_size: int = field(default=64, metadata={"help": "With `synthetic:<task>`: rows in the test split."})
+    synthetic_format: str = field(
+        default="paired",
+        metadata={
+            "help": "With `synthetic:<task>`: `paired` (prompt/chosen/rejected) or `ranked` (prompt and "
+            "`synthetic_k` completions, best first, for listwise losses).",
+            "choices": ["paired", "ranked"],
+        },
+    )
+    synthetic_k: int = field(default=4, metadata={"help": "With `synthetic_format=ranked`: completions per prompt."})
+    synthetic_task_seed: int = field(
+        default=0,
+        metadata={"help": "With `synthetic:<task>`: seed of the task's hidden oracle (as `trl-plus win-rate`)."},
+    )
+    synthetic_conversational: bool = field(
+        default=False, metadata={"help": "With `synthetic:<task>`: chat messages instead of plain text."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.synthetic_format not in ("paired", "ranked"):
+            raise ValueError(f"`synthetic_format` must be 'paired' or 'ranked', got {self.synthetic_format!r}.")
+        for name in ("synthetic_train_size", "synthetic_test_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be a positive row count, got {getattr(self, name)}.")
+        if self.synthetic_k < 2:
+            raise ValueError(f"`synthetic_k` must be at least 2 (a ranked list), got {self.synthetic_k}.")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the help (as HfArgumentParser shows them) and the module docstring's examples kept as written."""
+
+
+def make_parser(prog: str = "trl-plus train") -> TrlParser:
+    """The parser of `trl-plus train`: script, training and model arguments, plus `--config file.yaml`."""
+    # TRL types `dataclass_types` as a NewType over Any, which no class satisfies for mypy.
+    dataclass_types: Any = (TrainScriptArguments, PreferenceConfig, ModelConfig)
+    return TrlParser(
+        dataclass_types,
+        prog=prog,
+        description=__doc__,
+        formatter_class=_HelpFormatter,
+    )
+
+
+class ArgumentError(ValueError):
+    """A setting the user can fix; `main` prints it without a traceback."""
+
+
+def _looks_like_path(name: str) -> bool:
+    """True when `name` cannot be a Hub id, so a missing file is the user's error, not a network lookup."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if Path(name).suffix in _DATA_FILE_BUILDERS or name.startswith(("~", ".", "/")):
+        return True
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return True
+    return False
+
+
+def synthetic_dataset(task_name: str, script_args: TrainScriptArguments) -> DatasetDict:
+    """A synthetic task's preference data, with train and test rows drawn from different seeds."""
+    from trl_plus.synthetic import TASKS, get_task
+
+    if task_name not in TASKS:
+        raise ArgumentError(
+            f"Unknown synthetic task {task_name!r} in `--dataset_name {SYNTHETIC_PREFIX}{task_name}`; choose one of "
+            f"{sorted(TASKS)}."
+        )
+    task = get_task(task_name, seed=script_args.synthetic_task_seed)
+    sizes = {"train": script_args.synthetic_train_size, "test": script_args.synthetic_test_size}
+    conversational = script_args.synthetic_conversational
+    splits: dict[str, Dataset] = {}
+    for seed, (split, size) in enumerate(sizes.items()):
+        if script_args.synthetic_format == "ranked":
+            splits[split] = task.ranked_dataset(
+                size, k=script_args.synthetic_k, seed=seed, conversational=conversational
+            )
+        else:
+            splits[split] = task.preference_dataset(size, seed=seed, conversational=conversational)
+    return DatasetDict(splits)
+
+
+def load_preference_dataset(script_args: TrainScriptArguments) -> DatasetDict | IterableDatasetDict:
+    """The dataset named by `--dataset_name`, as splits (a single unsplit dataset becomes `train`)."""
+    from datasets import load_dataset, load_from_disk
+
+    name = script_args.dataset_name
+    if not name:
+        raise ArgumentError(
+            "No dataset given: pass `--dataset_name` (or `dataset_name:` in the --config YAML) with a local path, a "
+            f"Hub dataset id, or `{SYNTHETIC_PREFIX}transitive` for offline synthetic pairs."
+        )
+    if name.startswith(SYNTHETIC_PREFIX):
+        return synthetic_dataset(name.removeprefix(SYNTHETIC_PREFIX), script_args)
+    path = Path(name).expanduser()
+    loaded: Any
+    if path.is_dir() and any((path / marker).exists() for marker in ("dataset_dict.json", "state.json")):
+        loaded = load_from_disk(str(path))
+    elif path.is_file():
+        builder = _DATA_FILE_BUILDERS.get(path.suffix)
+        if builder is None:
+            raise ArgumentError(
+                f"Cannot read the dataset file {name!r}: its suffix is not one of {sorted(_DATA_FILE_BUILDERS)}."
+            )
+        loaded = load_dataset(builder, data_files=str(path), streaming=script_args.dataset_streaming)
+    elif path.is_dir():  # a folder of data files, or a dataset repository cloned locally
+        loaded = load_dataset(str(path), name=script_args.dataset_config, streaming=script_args.dataset_streaming)
+    elif _looks_like_path(name):
+        raise ArgumentError(
+            f"The dataset path {name!r} does not exist. Pass a directory saved with `save_to_disk`, a "
+            ".json/.jsonl/.parquet/.csv file, a Hub dataset id, or `synthetic:<task>`."
+        )
+    else:
+        try:
+            loaded = load_dataset(name, name=script_args.dataset_config, streaming=script_args.dataset_streaming)
+        except (FileNotFoundError, ConnectionError) as error:  # DatasetNotFoundError is a FileNotFoundError
+            raise ArgumentError(
+                f"Could not load the dataset {name!r}: it is not a local path, and loading it from the Hub failed "
+                f"({type(error).__name__}: {error})."
+            ) from error
+    if isinstance(loaded, Dataset):
+        return DatasetDict({"train": loaded})
+    if isinstance(loaded, IterableDataset):
+        return IterableDatasetDict({"train": loaded})
+    return loaded
+
+
+def _split(dataset: DatasetDict | IterableDatasetDict, split: str, flag: str, name: str | None) -> Any:
+    if split not in dataset:
+        raise ArgumentError(f"The dataset {name!r} has no split {split!r} (`{flag}`); it has {sorted(dataset)}.")
+    return dataset[split]
+
+
+def _check_model(model_args: ModelConfig) -> str:
+    """The model to load: an existing local path (with `~` expanded) or a Hub id."""
+    name = model_args.model_name_or_path
+    if not name:
+        raise ArgumentError(
+            "No model given: pass `--model_name_or_path` (or `model_name_or_path:` in the --config YAML) with a local "
+            "checkpoint or a Hub model id; `trl-plus make-tiny` builds a tiny one offline."
+        )
+    path = Path(name).expanduser()
+    if path.exists():
+        return str(path)
+    if _looks_like_path(name):
+        raise ArgumentError(f"The model path {name!r} does not exist, and it is not a Hub model id either.")
+    return name
+
+
+def train(script_args: TrainScriptArguments, training_args: PreferenceConfig, model_args: ModelConfig) -> Path:
+    """Load the data and the model, train, save to `output_dir`, and return that directory."""
+    model = _check_model(model_args)
+    dataset = load_preference_dataset(script_args)
+    train_dataset = _split(dataset, script_args.dataset_train_split, "--dataset_train_split", script_args.dataset_name)
+    eval_dataset = None
+    if training_args.eval_strategy != "no":
+        test_split = script_args.dataset_test_split
+        eval_dataset = _split(dataset, test_split, "--dataset_test_split", script_args.dataset_name)
+
+    quantization_config = get_quantization_config(model_args)
+    model_init_kwargs: dict[str, Any] = {
+        "revision": model_args.model_revision,
+        "attn_implementation": model_args.attn_implementation,
+        "dtype": model_args.dtype,
+    }
+    if quantization_config is not None and training_args.device.type != "cpu":
+        # Each process loads the k-bit model whole onto its own device (as TRL's former `get_kbit_device_map` did);
+        # transformers' default, "auto", would spread it over every visible GPU.
+        model_init_kwargs["device_map"] = {"": training_args.device}
+    model_init_kwargs.update(training_args.model_init_kwargs or {})  # type: ignore[arg-type]
+    training_args.model_init_kwargs = model_init_kwargs
+
+    trainer = PreferenceTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        quantization_config=quantization_config,
+        peft_config=get_peft_config(model_args),
+    )
+    if script_args.ignore_bias_buffers:
+        import torch
+
+        # DDP cannot broadcast boolean buffers (transformers#22482).
+        trainer.model._ddp_params_and_buffers_to_ignore = [  # type: ignore[union-attr]
+            name
+            for name, buffer in trainer.model.named_buffers()  # type: ignore[union-attr]
+            if buffer.dtype == torch.bool
+        ]
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    output_dir = Path(training_args.output_dir or ".")
+    trainer.save_model(str(output_dir))
+    trainer.accelerator.print(f"Saved the trained model to {output_dir}")
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    if hasattr(trainer, "end"):  # transformers >= 5.18: finish the trackers, destroy the process group
+        trainer.end()
+    return output_dir
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str = "trl-plus train") -> int:
+    """Parse `argv` (default: `sys.argv[1:]`), train and save; 2 with a one-line message for a bad setting."""
+    parser = make_parser(prog)
+    try:
+        # Config `__post_init__`s raise ValueError for bad values (an unknown loss name, with suggestions) and
+        # TypeError for a hyperparameter a loss does not take; an unknown YAML key raises ValueError, a missing YAML
+        # file OSError.
+        script_args, training_args, model_args = parser.parse_args_and_config(args=None if argv is None else list(argv))
+    except (ValueError, TypeError, OSError) as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
+    try:
+        train(script_args, training_args, model_args)
+    except ArgumentError as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(prog="python -m trl_plus.train"))
