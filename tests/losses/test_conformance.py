@@ -96,6 +96,33 @@ def test_reference_free_losses_ignore_the_reference(spec: LossSpec) -> None:
     assert torch.equal(spec(with_ref).losses, spec(without_ref).losses)
 
 
+PREFERENCE_SPECS = [s for s in SPECS if s.input_kind in ("paired", "ranked")]
+
+
+@pytest.mark.parametrize("spec", PREFERENCE_SPECS, ids=lambda s: s.name)
+def test_swapping_the_preference_raises_the_loss(spec: LossSpec) -> None:
+    """Labels flipped, loss up. The better completion has log-prob −2 against −12 (equal lengths, reference −7
+    for both), so every log-ratio margin is 10: at β = 0.1 that puts DiscoPOP past its non-monotone region
+    (see losses/discopop.py). Soft labels stay with their slot: the swap says the other completion won."""
+    three = torch.ones(3, dtype=torch.float64)
+    if spec.input_kind == "ranked":
+        ranked = torch.tensor([[-2.0, -7.0, -12.0]] * 3, dtype=torch.float64)
+        mask = torch.ones(3, 3, dtype=torch.bool)
+        lengths = torch.full((3, 3), 5)
+        reference = torch.full((3, 3), -7.0, dtype=torch.float64)
+        right = spec(RankedLogps(ranked, lengths, mask, reference)).losses.mean()
+        wrong = spec(RankedLogps(ranked.flip(-1), lengths, mask, reference)).losses.mean()
+    else:
+
+        def pair(chosen: float, rejected: float) -> PairedLogps:
+            return PairedLogps(
+                chosen * three, rejected * three, 5 * three, 5 * three, -7 * three, -7 * three, 0.9 * three, 0.1 * three
+            )
+
+        right, wrong = spec(pair(-2.0, -12.0)).losses.mean(), spec(pair(-12.0, -2.0)).losses.mean()
+    assert wrong > right
+
+
 def test_loss_files_stay_small() -> None:
     for spec in SPECS:
         source = importlib.import_module(spec.target.__module__).__file__
