@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up and run the main job offline: the loss registry, then the demo (tiny model → SFT → oracle score).
+# Set up and run the main job offline: the loss registry, then the demo (tiny model → SFT → preference training
+# with --loss, default dpo → oracle win rate against the SFT reference). Extra arguments go to `trl-plus demo`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
