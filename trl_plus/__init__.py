@@ -1,6 +1,7 @@
 """trl-plus: pluggable preference losses, reward heads and an offline testbed on top of Hugging Face TRL."""
 
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from trl_plus.registry import (
     DuplicateNameError,
@@ -23,6 +24,15 @@ try:
     __version__ = version("trl-plus")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0"
+
+# Installs map the checkout's top-level `losses/` and `trainers/` inside this package (setuptools package-dir).
+# Run from the checkout's root (`python -m trl_plus.train`, `accelerate launch -m ...`), Python imports this
+# folder instead of the install, so let the package find its two siblings there as well.
+_CHECKOUT = Path(__file__).resolve().parent.parent
+if not (Path(__file__).parent / "trainers").exists() and all(
+    (_CHECKOUT / name / "__init__.py").exists() for name in ("losses", "trainers")
+):
+    __path__.append(str(_CHECKOUT))
 
 __all__ = [
     "DuplicateNameError",
