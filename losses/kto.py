@@ -9,8 +9,8 @@ Let ρ = logp − logp_ref be a completion's log-ratio and z0 the reference poin
 - `apo_zero_unpaired` (D'Oosterlinck et al., arXiv:2408.06266, Eq. 7, unpaired as in TRL): 1 − σ(βρ) for a
   desirable completion, σ(βρ) for an undesirable one; no reference point, no KL estimate.
 
-λ_D, λ_U (`desirable_weight`, `undesirable_weight`) rebalance classes; the paper advises keeping
-λ_D·n_D / (λ_U·n_U) within [1, 4/3]. Rewards are β·ρ, NaN in the slot of the other class.
+λ_D, λ_U (`desirable_weight`, `undesirable_weight`) rebalance classes in both losses, as in TRL; the paper
+advises keeping λ_D·n_D / (λ_U·n_U) within [1, 4/3]. Rewards are β·ρ, NaN in the slot of the other class.
 """
 
 from __future__ import annotations
@@ -56,8 +56,14 @@ def kto(
 
 
 @register_loss("apo_zero_unpaired", paper="arXiv:2408.06266")
-def apo_zero_unpaired(lp: UnpairedLogps, *, beta: float = 0.1) -> LossOutput:
+def apo_zero_unpaired(
+    lp: UnpairedLogps, *, beta: float = 0.1, desirable_weight: float = 1.0, undesirable_weight: float = 1.0
+) -> LossOutput:
     ratios = _log_ratios(lp)
-    losses = torch.where(lp.desirable, 1 - torch.sigmoid(beta * ratios), torch.sigmoid(beta * ratios))
+    losses = torch.where(
+        lp.desirable,
+        desirable_weight * (1 - torch.sigmoid(beta * ratios)),
+        undesirable_weight * torch.sigmoid(beta * ratios),
+    )
     chosen, rejected = _split_rewards(beta * ratios.detach(), lp.desirable)
     return LossOutput(losses, chosen_rewards=chosen, rejected_rewards=rejected)

@@ -4,5 +4,12 @@ Every import of TRL internals they need stays in `trl_plus.trainers._compat`.
 """
 
 from trl_plus.trainers.preference import DataCollatorForRankedPreference, PreferenceConfig, PreferenceTrainer
+from trl_plus.trainers.unpaired import UnpairedPreferenceConfig, UnpairedPreferenceTrainer
 
-__all__ = ["DataCollatorForRankedPreference", "PreferenceConfig", "PreferenceTrainer"]
+__all__ = [
+    "DataCollatorForRankedPreference",
+    "PreferenceConfig",
+    "PreferenceTrainer",
+    "UnpairedPreferenceConfig",
+    "UnpairedPreferenceTrainer",
+]

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 import torch
 from accelerate.utils import is_peft_model
-from trl import DPOConfig, DPOTrainer
+from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
 from trl.data_utils import is_conversational
 from trl.kernels.chunked_logprob import _use_triton
 from trl.models.utils import disable_gradient_checkpointing
@@ -28,8 +29,11 @@ __all__ = [
     "DPOTrainer",
     "DataCollatorForPreference",
     "FusedCausalLMOutput",
+    "KTOConfig",
+    "KTOTrainer",
     "add_fused_lm_head",
     "common_prefix_length",
+    "dataclass_fields",
     "disable_gradient_checkpointing",
     "dpo_init_without",
     "is_conversational",

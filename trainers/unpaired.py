@@ -1,0 +1,175 @@
+"""`UnpairedPreferenceTrainer`: TRL's `KTOTrainer` with its loss taken from the registry (input `UnpairedLogps`).
+
+Dataset preparation (prompt/completion/label rows, or pairs unpaired on the fly), the collator, the mismatched
+prompt/completion pairs behind the KL estimate, reference handling and PEFT/4-bit loading stay TRL's; only the
+step from per-sequence log-probs to the loss goes through the registry. Log-probs come from TRL's fused head.
+The KL estimate is computed unless every loss is KL-free (`apo_zero_unpaired`), as in TRL.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from trl_plus.registry import get_loss
+from trl_plus.trainers import _compat
+from trl_plus.types import LossOutput, UnpairedLogps
+
+_KL_FREE = {"apo_zero_unpaired"}
+# KTOConfig values that become a loss's hyperparameter of the same name when the loss takes it.
+_CONFIG_HYPERPARAMETERS = ("beta", "desirable_weight", "undesirable_weight")
+
+
+@dataclass
+class UnpairedPreferenceConfig(_compat.KTOConfig):
+    """`KTOConfig` plus the registry: `loss` (names; `loss_type` is the default), `loss_weights`, `loss_kwargs`."""
+
+    loss: list[str] | str | None = field(
+        default=None,
+        metadata={"help": "Registry name(s) of unpaired losses, e.g. `kto`. Defaults to `loss_type`."},
+    )
+    loss_weights: list[float] | None = field(
+        default=None, metadata={"help": "One weight per loss in `loss`; all 1.0 when unset."}
+    )
+    loss_kwargs: dict[str, Any] | str | None = field(
+        default=None,
+        metadata={"help": "Hyperparameters per loss, keyed by loss name; a flat dict when there is one loss."},
+    )
+
+    _VALID_DICT_FIELDS: ClassVar[list[str]] = [*_compat.KTOConfig._VALID_DICT_FIELDS, "loss_kwargs"]
+
+    def __post_init__(self) -> None:
+        names = self.loss if self.loss is not None else self.loss_type  # type: ignore[has-type]
+        self.loss = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+        specs = [get_loss(name) for name in self.loss]
+        for spec in specs:
+            if spec.input_kind != "unpaired":
+                raise ValueError(
+                    f"The loss {spec.name!r} takes {spec.input_kind} data; UnpairedPreferenceTrainer trains on "
+                    "thumbs-up/down examples. Use PreferenceTrainer for it."
+                )
+        if self.loss_weights is not None and len(self.loss_weights) != len(self.loss):
+            raise ValueError(f"`loss_weights` has {len(self.loss_weights)} weights for {len(self.loss)} losses.")
+        if not self.beta > 0:
+            raise ValueError(f"`beta` must be > 0, got {self.beta}.")
+        if isinstance(self.loss_kwargs, str):
+            self.loss_kwargs = json.loads(self.loss_kwargs) if self.loss_kwargs.strip() else None
+        super().__post_init__()
+        given: dict[str, Any] = dict(self.loss_kwargs or {})  # type: ignore[arg-type]
+        known = {name for spec in specs for name in (spec.name, *spec.aliases)}
+        if given and not all(isinstance(value, dict) and key in known for key, value in given.items()):
+            if len(specs) > 1:
+                raise ValueError(f"With several losses, `loss_kwargs` must be keyed by loss name; got {sorted(given)}.")
+            given = {specs[0].name: given}
+        given = {get_loss(key).name: value for key, value in given.items()}
+        resolved = {}
+        for spec in specs:
+            takes = {hp.name for hp in spec.hyperparameters}
+            kwargs = {name: getattr(self, name) for name in _CONFIG_HYPERPARAMETERS if name in takes}
+            kwargs.update(given.get(spec.name, {}))
+            spec.check_kwargs(kwargs)
+            resolved[spec.name] = kwargs
+        self.loss_kwargs = resolved
+
+
+class UnpairedPreferenceTrainer(_compat.KTOTrainer):
+    """Drop-in for `KTOTrainer` whose loss comes from the registry (`UnpairedPreferenceConfig.loss`)."""
+
+    _tag_names: ClassVar[list[str]] = ["trl", "trl-plus", "unpaired-preference"]
+
+    def __init__(self, model: Any, ref_model: Any = None, args: Any = None, **kwargs: Any) -> None:
+        if args is None:
+            args = UnpairedPreferenceConfig("UnpairedPreference")
+        elif not isinstance(args, UnpairedPreferenceConfig):
+            values = {f.name: getattr(args, f.name) for f in _compat.dataclass_fields(_compat.KTOConfig) if f.init}
+            args = UnpairedPreferenceConfig(**values)
+        self.loss_specs = [get_loss(name) for name in args.loss]
+        self.unpaired_loss_weights = list(args.loss_weights or [1.0] * len(self.loss_specs))
+        self.unpaired_loss_kwargs: dict[str, dict[str, Any]] = dict(args.loss_kwargs)
+        saved = args.loss_type
+        # TRL decides from `loss_type` whether to build the KL pairs: keep them unless every loss is KL-free.
+        args.loss_type = "apo_zero_unpaired" if {s.name for s in self.loss_specs} <= _KL_FREE else "kto"
+        try:
+            super().__init__(model, ref_model=ref_model, args=args, **kwargs)
+        finally:
+            args.loss_type = saved
+
+    def _compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
+        mode = "train" if self.model.training else "eval"
+        batch = {k: (v.to(self.accelerator.device) if isinstance(v, torch.Tensor) else v) for k, v in inputs.items()}
+        kl_logps = self._compute_kl_logps(model, batch)
+        skip = {"completion_mask", "label", "ref_logps", "ref_KL_logps"}
+        model_kwargs = {k: v for k, v in batch.items() if k not in skip and not k.startswith("KL_")}
+        model_kwargs["use_cache"] = False
+        labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+        outputs = model(**model_kwargs, labels=labels, fused_lm_head=True)
+        seq_len = batch["input_ids"].size(1) - 1
+        logps = outputs.log_probs[:, -seq_len:].sum(-1)
+        ref_logps, ref_kl_logps = self._reference(batch, model_kwargs, labels, seq_len)
+        desirable = torch.as_tensor(batch["label"], dtype=torch.bool, device=logps.device)
+        loss_input = UnpairedLogps(
+            logps=logps,
+            lengths=batch["completion_mask"][:, 1:].sum(-1),
+            desirable=desirable,
+            ref_logps=ref_logps,
+            kl_logps=kl_logps,
+            ref_kl_logps=ref_kl_logps if kl_logps is not None else None,
+        )
+        loss: torch.Tensor | float = 0.0
+        reported: LossOutput | None = None
+        for spec, weight in zip(self.loss_specs, self.unpaired_loss_weights, strict=True):
+            output = spec(loss_input, **self.unpaired_loss_kwargs[spec.name])
+            component = output.losses.nanmean()
+            loss = loss + weight * component
+            if len(self.loss_specs) > 1:
+                self._metrics[mode][f"loss/{spec.name}"].append(component.item())
+            for key, value in output.metrics.items():
+                name = key if key == "kl" else f"{spec.name}/{key}"  # TRL logs KTO's estimate as `kl`
+                self._metrics[mode][name].append(float(torch.as_tensor(value).item()))
+            reported = reported or (output if output.chosen_rewards is not None else None)
+        self._log_rewards(mode, reported, logps, desirable)
+        assert isinstance(loss, torch.Tensor)
+        if return_outputs:
+            with torch.no_grad():
+                return loss, model(**model_kwargs)
+        return loss
+
+    def _reference(
+        self, batch: dict[str, Any], model_kwargs: dict[str, Any], labels: torch.Tensor, seq_len: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.precompute_ref_logps:
+            return batch["ref_logps"], batch.get("ref_KL_logps")
+        with (
+            torch.no_grad(),
+            _compat.disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs),
+        ):
+            if _compat.is_peft_model(self.model) and self.ref_model is None:
+                unwrapped = self.accelerator.unwrap_model(self.model)
+                with _compat.use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None):
+                    ref_kl = self._compute_kl_logps(self.model, batch)
+                    outputs = self.model(**model_kwargs, labels=labels, fused_lm_head=True)
+            else:
+                ref_kl = self._compute_kl_logps(self.ref_model, batch)
+                outputs = self.ref_model(**model_kwargs, labels=labels, fused_lm_head=True)
+        return outputs.log_probs[:, -seq_len:].sum(-1), ref_kl
+
+    def _log_rewards(
+        self, mode: str, reported: LossOutput | None, logps: torch.Tensor, desirable: torch.Tensor
+    ) -> None:
+        gather = self.accelerator.gather_for_metrics
+        for name, rewards, mask in (
+            ("chosen", None if reported is None else reported.chosen_rewards, desirable),
+            ("rejected", None if reported is None else reported.rejected_rewards, ~desirable),
+        ):
+            count = gather(mask.sum()).sum().item()
+            if count == 0:
+                continue
+            self._metrics[mode][f"logps/{name}"].append(gather(logps.detach()[mask].sum()).sum().item() / count)
+            if rewards is not None:
+                self._metrics[mode][f"rewards/{name}"].append(gather(rewards[mask].nansum()).sum().item() / count)
+        if "rewards/chosen" in self._metrics[mode] and "rewards/rejected" in self._metrics[mode]:
+            margin = self._metrics[mode]["rewards/chosen"][-1] - self._metrics[mode]["rewards/rejected"][-1]
+            self._metrics[mode]["rewards/margins"].append(margin)
