@@ -22,22 +22,14 @@ def thumbs() -> Dataset:
 @pytest.mark.parametrize("loss_type", ["kto", "apo_zero_unpaired"])
 def test_one_step_matches_kto_trainer(loss_type: str, llama: Path, thumbs: Dataset, training_args: Any) -> None:
     common = training_args(desirable_weight=1.5, undesirable_weight=0.8)
-    trl = first_step(
-        lambda: KTOTrainer(
-            str(llama),
-            ref_model=perturbed_copy(llama),
-            args=KTOConfig(loss_type=loss_type, **common),
-            train_dataset=thumbs,
+
+    def step(trainer_class: Any, config: Any) -> Any:
+        return first_step(
+            lambda: trainer_class(str(llama), ref_model=perturbed_copy(llama), args=config, train_dataset=thumbs)
         )
-    )
-    ours = first_step(
-        lambda: UnpairedPreferenceTrainer(
-            str(llama),
-            ref_model=perturbed_copy(llama),
-            args=UnpairedPreferenceConfig(loss=loss_type, **common),
-            train_dataset=thumbs,
-        )
-    )
+
+    trl = step(KTOTrainer, KTOConfig(loss_type=loss_type, **common))
+    ours = step(UnpairedPreferenceTrainer, UnpairedPreferenceConfig(loss=loss_type, **common))
     assert ours.loss == pytest.approx(trl.loss, rel=1e-5, abs=1e-7)
     assert max_relative_difference(trl.grads, ours.grads) < 1e-5
 
