@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import fields as dataclass_fields
 from typing import Any
 
 import torch
@@ -33,7 +32,6 @@ __all__ = [
     "KTOTrainer",
     "add_fused_lm_head",
     "common_prefix_length",
-    "dataclass_fields",
     "disable_gradient_checkpointing",
     "dpo_init_without",
     "is_conversational",
@@ -54,12 +52,10 @@ def triton_runs_on(device: torch.device) -> bool:
 
 
 @contextlib.contextmanager
-def dpo_init_without(
-    args: DPOConfig, *, loss_checks: bool, reference_model: bool, policy_from_path: bool
-) -> Iterator[None]:
+def dpo_init_without(args: DPOConfig, *, reference_model: bool, policy_from_path: bool) -> Iterator[None]:
     """Run `DPOTrainer.__init__` without the parts that do not apply to registry losses.
 
-    - `loss_checks=False`: hide `args.loss_type` during init. TRL validates its own loss names against its own
+    - Always: hide `args.loss_type` during init. TRL validates its own loss names against its own
       hyperparameters there (e.g. `robust` needs `label_smoothing` in [0, 0.5)); the registry validates ours.
     - `reference_model=False`: the reference-free losses never load a reference. `DPOTrainer.__init__` builds it
       with `create_model_from_path` right after the policy (which the same function loads when `model` is a path),
@@ -75,8 +71,7 @@ def dpo_init_without(
             return original(*a, **kw)
         return None
 
-    if not loss_checks:
-        args.loss_type = ["sigmoid"]
+    args.loss_type = ["sigmoid"]
     if not reference_model:
         _dpo_module.create_model_from_path = create_model_from_path
     try:

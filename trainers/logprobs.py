@@ -154,8 +154,7 @@ def add_chunked_lm_head(model: torch.nn.Module, chunk_tokens: int | None = None,
     generation and TRL's own fused head keep working. Patch the base model before PEFT wraps it, or the PEFT
     model's base model after.
     """
-    if _unsupported_logit_transform(model) is not None:
-        name = _unsupported_logit_transform(model)
+    if (name := _unsupported_logit_transform(model)) is not None:
         raise ValueError(
             f"The chunked log-prob path does not implement the model's `{name}` logit transform; "
             "use logprob_path='fused' or 'logits' for this model."

@@ -18,7 +18,7 @@ import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from datasets import Dataset, IterableDataset
@@ -28,8 +28,10 @@ from trl_plus.trainers import _compat
 from trl_plus.trainers.logprobs import LOGPROB_PATHS, add_chunked_lm_head, logits_token_logps, resolve_logprob_path
 from trl_plus.types import LossOutput, PairedLogps, RankedLogps
 
-# Config values that become a loss's hyperparameter of the same meaning when the loss takes it.
+# DPOConfig values that become a loss's hyperparameter of the same meaning when the loss takes it.
 _CONFIG_HYPERPARAMETERS = {"beta": "beta", "label_smoothing": "label_smoothing", "discopop_tau": "tau"}
+_TRL_DEFAULT_LOSS_TYPE = ["sigmoid"]
+ConfigT = TypeVar("ConfigT")
 _NON_MODEL_KEYS = {
     "completion_mask",
     "ref_chosen_logps",
@@ -95,7 +97,7 @@ class PreferenceConfig(_compat.DPOConfig):
     _VALID_DICT_FIELDS: ClassVar[list[str]] = [*_compat.DPOConfig._VALID_DICT_FIELDS, "loss_kwargs"]
 
     def __post_init__(self) -> None:
-        self.loss = _loss_names(self.loss, self.loss_type)  # type: ignore[has-type]
+        self.loss = loss_names(self.loss, self.loss_type, _TRL_DEFAULT_LOSS_TYPE)  # type: ignore[has-type]
         if isinstance(self.loss_kwargs, str):
             self.loss_kwargs = json.loads(self.loss_kwargs) if self.loss_kwargs.strip() else None
         specs = [get_loss(name) for name in self.loss]  # unknown names raise here, with suggestions
@@ -120,17 +122,16 @@ class PreferenceConfig(_compat.DPOConfig):
         # describe what actually trains.
         self.loss_type = list(self.loss)
         super().__post_init__()
-        self.loss_kwargs = resolve_loss_kwargs(self, specs)
-
-    @classmethod
-    def from_dpo_config(cls, args: _compat.DPOConfig) -> PreferenceConfig:
-        """The same settings as a `DPOConfig`, so that `PreferenceTrainer(args=DPOConfig(...))` is drop-in."""
-        values = {f.name: getattr(args, f.name) for f in dataclasses.fields(_compat.DPOConfig) if f.init}
-        return cls(**values)
+        self.loss_kwargs = resolve_loss_kwargs(self, specs, _CONFIG_HYPERPARAMETERS)
 
 
-def _loss_names(loss: list[str] | str | None, loss_type: list[str] | str) -> list[str]:
-    trl_default = ["sigmoid"]
+def from_trl_config(target: type[ConfigT], base: type, args: Any) -> ConfigT:
+    """The same settings as a TRL config (`DPOConfig`, `KTOConfig`), so a TRL script's config is drop-in."""
+    return target(**{f.name: getattr(args, f.name) for f in dataclasses.fields(base) if f.init})
+
+
+def loss_names(loss: list[str] | str | None, loss_type: list[str] | str, trl_default: list[str]) -> list[str]:
+    """`loss` as a list of names ("a,b" splits), or TRL's `loss_type` when unset; the two may not disagree."""
     loss_type = [loss_type] if isinstance(loss_type, str) else list(loss_type)
     if loss is None:
         return loss_type
@@ -155,12 +156,15 @@ def _reject_unsupported(config: PreferenceConfig) -> None:
         raise ValueError("`ld_alpha` (LD-DPO) is not supported by PreferenceTrainer; use TRL's DPOTrainer.")
 
 
-def resolve_loss_kwargs(config: PreferenceConfig, specs: Sequence[LossSpec]) -> dict[str, dict[str, Any]]:
-    """Per-loss hyperparameters: config-wide values (beta, label_smoothing, discopop_tau), then `loss_kwargs`.
+def resolve_loss_kwargs(
+    config: Any, specs: Sequence[LossSpec], config_hyperparameters: dict[str, str]
+) -> dict[str, dict[str, Any]]:
+    """Per-loss hyperparameters: config-wide values (`config_hyperparameters` maps config field → hyperparameter
+    name), then `config.loss_kwargs`, keyed by loss name or, with one loss, given flat.
 
     Every name is checked against the loss's signature here, before any model is loaded.
     """
-    given: dict[str, Any] = dict(config.loss_kwargs or {})  # type: ignore[arg-type]
+    given: dict[str, Any] = dict(config.loss_kwargs or {})
     names = [spec.name for spec in specs]
     keyed_by_loss = bool(given) and all(
         isinstance(value, dict) and key in {*names, *(a for s in specs for a in s.aliases)}
@@ -178,9 +182,10 @@ def resolve_loss_kwargs(config: PreferenceConfig, specs: Sequence[LossSpec]) -> 
     for spec in specs:
         takes = {hp.name for hp in spec.hyperparameters}
         kwargs: dict[str, Any] = {}
-        for config_name, hp_name in _CONFIG_HYPERPARAMETERS.items():
+        for config_name, hp_name in config_hyperparameters.items():
             value = getattr(config, config_name, None)
-            # discopop_tau has a non-None DPOConfig default equal to the loss's own; passing it is harmless.
+            # None means "the loss's own default". discopop_tau has a non-None DPOConfig default equal to the
+            # loss's own; passing it is harmless.
             if hp_name in takes and value is not None:
                 kwargs[hp_name] = value
         kwargs.update(per_loss.get(spec.name, {}))
@@ -320,19 +325,18 @@ class PreferenceTrainer(_compat.DPOTrainer):
             model_name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "model")
             args = PreferenceConfig(f"{str(model_name).split('/')[-1]}-Preference")
         elif not isinstance(args, PreferenceConfig):
-            args = PreferenceConfig.from_dpo_config(args)
+            args = from_trl_config(PreferenceConfig, _compat.DPOConfig, args)
         if train_dataset is None:
             raise ValueError("`train_dataset` is required")
         self.loss_specs = [get_loss(name) for name in args.loss]  # type: ignore[union-attr]
         self.loss_weights_ = list(args.loss_weights or [1.0] * len(self.loss_specs))
         self.loss_kwargs_: dict[str, dict[str, Any]] = dict(args.loss_kwargs)  # type: ignore[arg-type]
         self.requires_reference = any(spec.requires_reference for spec in self.loss_specs)
-        self._ranked_input = check_preference_dataset(train_dataset, "train") == "ranked"
+        train_kind = check_preference_dataset(train_dataset, "train")
+        self._ranked_input = train_kind == "ranked"
         eval_sets = eval_dataset.values() if isinstance(eval_dataset, dict) else [eval_dataset]
         for dataset in eval_sets:
-            if dataset is not None and check_preference_dataset(dataset, "eval") != dataset_kind(
-                next(iter(train_dataset))
-            ):
+            if dataset is not None and check_preference_dataset(dataset, "eval") != train_kind:
                 raise ValueError("The eval dataset must have the same format (paired or ranked) as the train dataset.")
         self._check_loss_kinds()
         self._preflight(train_dataset, args)
@@ -348,7 +352,6 @@ class PreferenceTrainer(_compat.DPOTrainer):
         self._own_collator = data_collator is None
         with _compat.dpo_init_without(
             args,
-            loss_checks=False,
             reference_model=self.requires_reference,
             policy_from_path=isinstance(model, str),
         ):
@@ -385,16 +388,13 @@ class PreferenceTrainer(_compat.DPOTrainer):
                     add_chunked_lm_head(base_model, chunk_tokens=args.logprob_chunk_size)
 
     def _check_loss_kinds(self) -> None:
+        # Unpaired losses never get this far: PreferenceConfig refuses them.
         for spec in self.loss_specs:
             if spec.input_kind == "ranked" and not self._ranked_input:
                 raise ValueError(
                     f"The loss {spec.name!r} is listwise and needs a ranked dataset (a `prompt` and a `completions` "
                     "list, best first), but the train dataset has chosen/rejected pairs. On pairs, Plackett-Luce is "
                     "DPO: use loss='dpo', or build ranked lists."
-                )
-            if spec.input_kind not in ("paired", "ranked"):
-                raise ValueError(
-                    f"The loss {spec.name!r} takes {spec.input_kind} data; PreferenceTrainer cannot feed it."
                 )
 
     def _preflight(self, dataset: Dataset | IterableDataset, args: PreferenceConfig) -> None:
@@ -433,9 +433,10 @@ class PreferenceTrainer(_compat.DPOTrainer):
     # ---- data ---------------------------------------------------------------------------------------------------
 
     def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
-        if dataset_kind(next(iter(dataset))) != "ranked":
+        first = next(iter(dataset))
+        if dataset_kind(first) != "ranked":
             return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
-        if "completion_ids" in next(iter(dataset)):
+        if "completion_ids" in first:
             return dataset
         eos = self._tokenizer.eos_token
 

@@ -16,11 +16,12 @@ import torch
 
 from trl_plus.registry import get_loss
 from trl_plus.trainers import _compat
+from trl_plus.trainers.preference import from_trl_config, loss_names, resolve_loss_kwargs
 from trl_plus.types import LossOutput, UnpairedLogps
 
 _KL_FREE = {"apo_zero_unpaired"}
 # KTOConfig values that become a loss's hyperparameter of the same name when the loss takes it.
-_CONFIG_HYPERPARAMETERS = ("beta", "desirable_weight", "undesirable_weight")
+_CONFIG_HYPERPARAMETERS = {name: name for name in ("beta", "desirable_weight", "undesirable_weight")}
 
 
 @dataclass
@@ -42,8 +43,7 @@ class UnpairedPreferenceConfig(_compat.KTOConfig):
     _VALID_DICT_FIELDS: ClassVar[list[str]] = [*_compat.KTOConfig._VALID_DICT_FIELDS, "loss_kwargs"]
 
     def __post_init__(self) -> None:
-        names = self.loss if self.loss is not None else self.loss_type  # type: ignore[has-type]
-        self.loss = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+        self.loss = loss_names(self.loss, self.loss_type, ["kto"])  # type: ignore[has-type]
         specs = [get_loss(name) for name in self.loss]
         for spec in specs:
             if spec.input_kind != "unpaired":
@@ -58,21 +58,7 @@ class UnpairedPreferenceConfig(_compat.KTOConfig):
         if isinstance(self.loss_kwargs, str):
             self.loss_kwargs = json.loads(self.loss_kwargs) if self.loss_kwargs.strip() else None
         super().__post_init__()
-        given: dict[str, Any] = dict(self.loss_kwargs or {})  # type: ignore[arg-type]
-        known = {name for spec in specs for name in (spec.name, *spec.aliases)}
-        if given and not all(isinstance(value, dict) and key in known for key, value in given.items()):
-            if len(specs) > 1:
-                raise ValueError(f"With several losses, `loss_kwargs` must be keyed by loss name; got {sorted(given)}.")
-            given = {specs[0].name: given}
-        given = {get_loss(key).name: value for key, value in given.items()}
-        resolved = {}
-        for spec in specs:
-            takes = {hp.name for hp in spec.hyperparameters}
-            kwargs = {name: getattr(self, name) for name in _CONFIG_HYPERPARAMETERS if name in takes}
-            kwargs.update(given.get(spec.name, {}))
-            spec.check_kwargs(kwargs)
-            resolved[spec.name] = kwargs
-        self.loss_kwargs = resolved
+        self.loss_kwargs = resolve_loss_kwargs(self, specs, _CONFIG_HYPERPARAMETERS)
 
 
 class UnpairedPreferenceTrainer(_compat.KTOTrainer):
@@ -84,8 +70,7 @@ class UnpairedPreferenceTrainer(_compat.KTOTrainer):
         if args is None:
             args = UnpairedPreferenceConfig("UnpairedPreference")
         elif not isinstance(args, UnpairedPreferenceConfig):
-            values = {f.name: getattr(args, f.name) for f in _compat.dataclass_fields(_compat.KTOConfig) if f.init}
-            args = UnpairedPreferenceConfig(**values)
+            args = from_trl_config(UnpairedPreferenceConfig, _compat.KTOConfig, args)
         self.loss_specs = [get_loss(name) for name in args.loss]
         self.unpaired_loss_weights = list(args.loss_weights or [1.0] * len(self.loss_specs))
         self.unpaired_loss_kwargs: dict[str, dict[str, Any]] = dict(args.loss_kwargs)
