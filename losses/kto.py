@@ -26,7 +26,7 @@ def _log_ratios(lp: UnpairedLogps) -> torch.Tensor:
     return lp.logps - lp.ref_logps
 
 
-def _split_rewards(rewards: torch.Tensor, desirable: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def split_rewards(rewards: torch.Tensor, desirable: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     nan = torch.full_like(rewards, float("nan"))
     return torch.where(desirable, rewards, nan), torch.where(desirable, nan, rewards)
 
@@ -46,7 +46,7 @@ def kto(
     z0 = reference_point(lp)
     desirable_losses = desirable_weight * (1 - torch.sigmoid(beta * (ratios - z0)))
     undesirable_losses = undesirable_weight * (1 - torch.sigmoid(beta * (z0 - ratios)))
-    chosen, rejected = _split_rewards(beta * ratios.detach(), lp.desirable)
+    chosen, rejected = split_rewards(beta * ratios.detach(), lp.desirable)
     return LossOutput(
         torch.where(lp.desirable, desirable_losses, undesirable_losses),
         chosen_rewards=chosen,
@@ -65,5 +65,5 @@ def apo_zero_unpaired(
         desirable_weight * (1 - torch.sigmoid(beta * ratios)),
         undesirable_weight * torch.sigmoid(beta * ratios),
     )
-    chosen, rejected = _split_rewards(beta * ratios.detach(), lp.desirable)
+    chosen, rejected = split_rewards(beta * ratios.detach(), lp.desirable)
     return LossOutput(losses, chosen_rewards=chosen, rejected_rewards=rejected)

@@ -8,6 +8,7 @@ written against is `TESTED_TRL`.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from trl.data_utils import is_conversational
 from trl.kernels.chunked_logprob import _use_triton
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer import dpo_trainer as _dpo_module
+from trl.trainer import kto_trainer as _kto_module
 from trl.trainer.dpo_trainer import DataCollatorForPreference, _tokenize, common_prefix_length
 from trl.trainer.utils import FusedCausalLMOutput, add_fused_lm_head, pad, use_adapter
 
@@ -37,6 +39,7 @@ __all__ = [
     "is_conversational",
     "is_peft_model",
     "pad",
+    "quiet_kto_weight_warning",
     "tokenize",
     "triton_runs_on",
     "use_adapter",
@@ -79,3 +82,19 @@ def dpo_init_without(args: DPOConfig, *, reference_model: bool, policy_from_path
     finally:
         args.loss_type = saved_loss_type
         _dpo_module.create_model_from_path = original
+
+
+@contextlib.contextmanager
+def quiet_kto_weight_warning() -> Iterator[None]:
+    """Silence `KTOTrainer._prepare_dataset`'s class-weight advice, which reads the config's weights rather than
+    each loss's; `UnpairedPreferenceTrainer` gives its own, per loss."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "don't seem to be in an ideal range" not in record.getMessage()
+
+    logger = logging.getLogger(_kto_module.__name__)
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)

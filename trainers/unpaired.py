@@ -3,25 +3,99 @@
 Dataset preparation (prompt/completion/label rows, or pairs unpaired on the fly), the collator, the mismatched
 prompt/completion pairs behind the KL estimate, reference handling and PEFT/4-bit loading stay TRL's; only the
 step from per-sequence log-probs to the loss goes through the registry. Log-probs come from TRL's fused head.
-The KL estimate is computed unless every loss is KL-free (`apo_zero_unpaired`), as in TRL.
+The KL estimate is computed unless every loss is KL-free (`apo_zero_unpaired`, `bco`, `sft`), as in TRL.
+Stateful losses (`bco`'s running baseline) keep their state in the trainer and in checkpoints (`_state.py`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+from datasets import Dataset, IterableDataset, Value
 
-from trl_plus.registry import get_loss
+from trl_plus.registry import LossSpec, UnknownNameError, get_loss
 from trl_plus.trainers import _compat
+from trl_plus.trainers._state import LossStateMixin, refuse_state_kwargs
 from trl_plus.trainers.preference import from_trl_config, loss_names, resolve_loss_kwargs
 from trl_plus.types import LossOutput, UnpairedLogps
 
-_KL_FREE = {"apo_zero_unpaired"}
+_KL_FREE = {"apo_zero_unpaired", "bco", "sft_unpaired"}
 # KTOConfig values that become a loss's hyperparameter of the same name when the loss takes it.
 _CONFIG_HYPERPARAMETERS = {name: name for name in ("beta", "desirable_weight", "undesirable_weight")}
+# The KTO paper's advice (Sec. 4.2, Eq. 8): λ_D·n_D / (λ_U·n_U) within [1, 4/3].
+_RECOMMENDED_CLASS_RATIO = (1.0, 4 / 3)
+
+
+def unpaired_name(name: str) -> str:
+    """The registered name of `name` for unpaired data: a paired loss with an `<name>_unpaired` twin maps to it
+    (`sft` → `sft_unpaired`, `apo_zero` → `apo_zero_unpaired`); every other name is returned as registered."""
+    spec = get_loss(name)
+    if spec.input_kind != "unpaired":
+        try:
+            return get_loss(f"{spec.name}_unpaired").name
+        except UnknownNameError:
+            pass
+    return spec.name
+
+
+def check_unpaired_dataset(dataset: Any, name: str) -> tuple[int, int] | None:
+    """Check columns and labels; return (desirable, undesirable) counts, or None for pairs or streamed data."""
+    first = next(iter(dataset))
+    columns = set(dataset.column_names or first)
+    if {"chosen", "rejected"} <= columns:
+        return None  # TRL unpairs these: one desirable and one undesirable row per pair
+    missing = [column for column in ("prompt", "completion", "label") if column not in columns]
+    if missing:
+        raise ValueError(
+            f"The {name} dataset has no {missing} column(s) (it has {sorted(columns)}). UnpairedPreferenceTrainer "
+            "takes prompt/completion/label rows (label True for a thumbs up), or prompt/chosen/rejected pairs, "
+            "which it unpairs."
+        )
+    feature = dataset.features.get("label") if dataset.features is not None else None
+    if not isinstance(feature, Value) or feature.dtype != "bool":
+        found = feature if feature is not None else type(first["label"]).__name__
+        raise TypeError(
+            f"The {name} dataset's `label` column must hold booleans (True = desirable), found {found}. If 1 means "
+            "desirable, convert it with `dataset.cast_column('label', datasets.Value('bool'))`."
+        )
+    if isinstance(dataset, IterableDataset):
+        return None
+    desirable = sum(dataset["label"])
+    undesirable = len(dataset) - desirable
+    if name == "train" and (desirable == 0 or undesirable == 0):
+        only = "desirable (True)" if undesirable == 0 else "undesirable (False)"
+        raise ValueError(
+            f"Every label in the train dataset is {only} ({len(dataset)} rows): unpaired losses learn from the "
+            "contrast between thumbs up and thumbs down, so the dataset needs both."
+        )
+    return desirable, undesirable
+
+
+def warn_on_class_ratio(counts: tuple[int, int], specs: Sequence[LossSpec], kwargs: dict[str, dict[str, Any]]) -> None:
+    """Warn when λ_D·n_D / (λ_U·n_U) falls outside the KTO paper's recommended [1, 4/3]."""
+    desirable, undesirable = counts
+    low, high = _RECOMMENDED_CLASS_RATIO
+    for spec in specs:
+        defaults = spec.defaults()
+        if "desirable_weight" not in defaults:
+            continue
+        weights = {key: kwargs[spec.name].get(key, defaults[key]) for key in ("desirable_weight", "undesirable_weight")}
+        ratio = weights["desirable_weight"] * desirable / (weights["undesirable_weight"] * undesirable)
+        if not low <= ratio <= high:
+            scale = weights["undesirable_weight"] * undesirable / desirable
+            warnings.warn(
+                f"The loss {spec.name!r} weighs desirable:undesirable as {ratio:.2f}:1 ({desirable} desirable and "
+                f"{undesirable} undesirable rows, desirable_weight={weights['desirable_weight']}, "
+                f"undesirable_weight={weights['undesirable_weight']}); the KTO paper recommends a ratio in "
+                f"[1, 4/3]. For example, set desirable_weight in [{scale * low:.3g}, {scale * high:.3g}].",
+                stacklevel=3,
+            )
 
 
 @dataclass
@@ -43,7 +117,7 @@ class UnpairedPreferenceConfig(_compat.KTOConfig):
     _VALID_DICT_FIELDS: ClassVar[list[str]] = [*_compat.KTOConfig._VALID_DICT_FIELDS, "loss_kwargs"]
 
     def __post_init__(self) -> None:
-        self.loss = loss_names(self.loss, self.loss_type, ["kto"])  # type: ignore[has-type]
+        self.loss = [unpaired_name(name) for name in loss_names(self.loss, self.loss_type, ["kto"])]  # type: ignore[has-type]
         specs = [get_loss(name) for name in self.loss]
         for spec in specs:
             if spec.input_kind != "unpaired":
@@ -57,30 +131,75 @@ class UnpairedPreferenceConfig(_compat.KTOConfig):
             raise ValueError(f"`beta` must be > 0, got {self.beta}.")
         if isinstance(self.loss_kwargs, str):
             self.loss_kwargs = json.loads(self.loss_kwargs) if self.loss_kwargs.strip() else None
+        if self.loss_kwargs and all(isinstance(value, dict) for value in self.loss_kwargs.values()):
+            # Keyed by loss: `{"sft": {...}}` means the unpaired twin, like `loss="sft"` does.
+            with contextlib.suppress(UnknownNameError):
+                self.loss_kwargs = {unpaired_name(key): value for key, value in self.loss_kwargs.items()}
         super().__post_init__()
+        given = self.loss_kwargs
         self.loss_kwargs = resolve_loss_kwargs(self, specs, _CONFIG_HYPERPARAMETERS)
+        if given:
+            keyed = all(isinstance(value, dict) for value in given.values())
+            refuse_state_kwargs(specs, given if keyed else {specs[0].name: given})
 
 
-class UnpairedPreferenceTrainer(_compat.KTOTrainer):
+class UnpairedPreferenceTrainer(LossStateMixin, _compat.KTOTrainer):
     """Drop-in for `KTOTrainer` whose loss comes from the registry (`UnpairedPreferenceConfig.loss`)."""
 
     _tag_names: ClassVar[list[str]] = ["trl", "trl-plus", "unpaired-preference"]
 
-    def __init__(self, model: Any, ref_model: Any = None, args: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: Any,
+        ref_model: Any = None,
+        args: Any = None,
+        data_collator: Any = None,
+        train_dataset: Dataset | IterableDataset | None = None,
+        eval_dataset: Any = None,
+        **kwargs: Any,
+    ) -> None:
         if args is None:
             args = UnpairedPreferenceConfig("UnpairedPreference")
         elif not isinstance(args, UnpairedPreferenceConfig):
             args = from_trl_config(UnpairedPreferenceConfig, _compat.KTOConfig, args)
+        if train_dataset is None:
+            raise ValueError("`train_dataset` is required.")
         self.loss_specs = [get_loss(name) for name in args.loss]
         self.unpaired_loss_weights = list(args.loss_weights or [1.0] * len(self.loss_specs))
         self.unpaired_loss_kwargs: dict[str, dict[str, Any]] = dict(args.loss_kwargs)
+        self._init_loss_states(self.loss_specs)
+        counts = check_unpaired_dataset(train_dataset, "train")
+        eval_sets = eval_dataset.values() if isinstance(eval_dataset, dict) else [eval_dataset]
+        for dataset in eval_sets:
+            if dataset is not None:
+                check_unpaired_dataset(dataset, "eval")
+        if counts is not None:
+            warn_on_class_ratio(counts, self.loss_specs, self.unpaired_loss_kwargs)
+        self._preflight()
         saved = args.loss_type
         # TRL decides from `loss_type` whether to build the KL pairs: keep them unless every loss is KL-free.
         args.loss_type = "apo_zero_unpaired" if {s.name for s in self.loss_specs} <= _KL_FREE else "kto"
         try:
-            super().__init__(model, ref_model=ref_model, args=args, **kwargs)
+            with _compat.quiet_kto_weight_warning():  # ours above knows each loss's own weights
+                super().__init__(
+                    model,
+                    ref_model=ref_model,
+                    args=args,
+                    train_dataset=train_dataset,
+                    eval_dataset=eval_dataset,
+                    **kwargs,
+                )
         finally:
             args.loss_type = saved
+
+    def _preflight(self) -> None:
+        """Call every loss once on a two-example stand-in batch, so bad hyperparameter values fail before loading."""
+        logps = torch.tensor([-1.0, -2.0])
+        stand_in = UnpairedLogps(
+            logps, torch.ones(2), torch.tensor([True, False]), logps - 0.5, kl_logps=logps, ref_kl_logps=logps - 0.1
+        )
+        for spec in self.loss_specs:
+            self._call_loss(spec, stand_in, self.unpaired_loss_kwargs[spec.name], training=False)
 
     def _compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
         mode = "train" if self.model.training else "eval"
@@ -106,7 +225,7 @@ class UnpairedPreferenceTrainer(_compat.KTOTrainer):
         loss: torch.Tensor | float = 0.0
         reported: LossOutput | None = None
         for spec, weight in zip(self.loss_specs, self.unpaired_loss_weights, strict=True):
-            output = spec(loss_input, **self.unpaired_loss_kwargs[spec.name])
+            output = self._call_loss(spec, loss_input, self.unpaired_loss_kwargs[spec.name], mode == "train")
             component = output.losses.nanmean()
             loss = loss + weight * component
             if len(self.loss_specs) > 1:

@@ -22,7 +22,7 @@ from importlib.metadata import entry_points
 from types import ModuleType
 from typing import Any, Generic, TypeVar, get_args
 
-from trl_plus.types import InputKind, LogpsInput, LossOutput, PairedLogps, RankedLogps, UnpairedLogps
+from trl_plus.types import InputKind, LogpsInput, LossOutput, LossState, PairedLogps, RankedLogps, UnpairedLogps
 
 DISABLE_AUTOLOAD_ENV = "TRL_PLUS_DISABLE_PLUGIN_AUTOLOAD"
 LOSS_GROUP = "trl_plus.losses"
@@ -113,10 +113,16 @@ class LossSpec(_Spec):
     """A registered loss: `spec(inputs, **hyperparameters) -> LossOutput`, with its input checked first."""
 
     requires_reference: bool = True
+    state: Callable[[], LossState] | None = None
 
     @property
     def what(self) -> str:
         return "loss"
+
+    @property
+    def state_provides(self) -> tuple[str, ...]:
+        """Hyperparameters the trainer fills from the loss's state, not from the user."""
+        return () if self.state is None else tuple(self.state().provides)
 
     def __call__(self, inputs: LogpsInput, **kwargs: Any) -> LossOutput:
         expected = INPUT_TYPES[self.input_kind]
@@ -337,6 +343,7 @@ def make_loss_spec(
     requires_reference: bool = True,
     paper: str | None = None,
     origin: str | None = None,
+    state: Callable[[], LossState] | None = None,
 ) -> LossSpec:
     """Describe `fn` as a loss; the input kind comes from its first parameter's annotation unless given."""
     if not callable(fn):
@@ -362,15 +369,21 @@ def make_loss_spec(
         raise ValueError(f"input_kind must be one of {sorted(INPUT_TYPES)}, got {input_kind!r}.")
     elif inferred is not None and inferred != input_kind:
         raise TypeError(f"The loss {name!r} is annotated for {inferred} input but registered as {input_kind}.")
+    hyperparameters = _keyword_hyperparameters(signature, hints)
+    if state is not None:
+        unknown = [p for p in state().provides if p not in {hp.name for hp in hyperparameters}]
+        if unknown:
+            raise TypeError(f"The state of the loss {name!r} provides {unknown}, which the loss does not take.")
     return LossSpec(
         name=_normalise(name),
         target=fn,
         input_kind=input_kind,
         aliases=tuple(_normalise(a) for a in aliases),
         paper=paper,
-        hyperparameters=_keyword_hyperparameters(signature, hints),
+        hyperparameters=hyperparameters,
         origin=origin or _origin(fn),
         requires_reference=requires_reference,
+        state=state,
     )
 
 
@@ -409,17 +422,25 @@ def register_loss(
     input_kind: InputKind | None = None,
     requires_reference: bool = True,
     paper: str | None = None,
+    state: Callable[[], LossState] | None = None,
 ) -> Callable[[F], F]:
     """Register a loss function under `name` (and `aliases`); returns the function unchanged.
 
     The function takes one input (`PairedLogps`, `UnpairedLogps` or `RankedLogps`) and keyword-only
     hyperparameters with defaults, and returns a `LossOutput`. `requires_reference=False` tells trainers to skip
-    the reference model entirely.
+    the reference model entirely. `state` makes a `LossState`: the trainer keeps one per loss, fills the
+    hyperparameters it provides before each call, and saves it in checkpoints. The function itself stays pure.
     """
 
     def decorator(fn: F) -> F:
         spec = make_loss_spec(
-            fn, name, aliases=aliases, input_kind=input_kind, requires_reference=requires_reference, paper=paper
+            fn,
+            name,
+            aliases=aliases,
+            input_kind=input_kind,
+            requires_reference=requires_reference,
+            paper=paper,
+            state=state,
         )
         LOSSES.add(spec)
         setattr(fn, _SPEC_ATTR, spec)

@@ -6,8 +6,9 @@ values so that a loss never sees a malformed batch; messages name the field and 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 import torch
 
@@ -186,6 +187,30 @@ class RankedLogps:
 
 
 LogpsInput = PairedLogps | UnpairedLogps | RankedLogps
+
+
+class LossState(Protocol):
+    """State a trainer keeps for a loss between steps (BCO's running reward baseline, say).
+
+    Before each call of the loss, `step` turns the batch into the hyperparameters named in `provides`;
+    `update=False` (evaluation) reads the state without changing it. `mean` averages a tensor over processes,
+    so every process holds the same state. The state goes into checkpoints through `state_dict`.
+    """
+
+    provides: ClassVar[tuple[str, ...]]
+
+    def step(
+        self,
+        inputs: LogpsInput,
+        hyperparameters: dict[str, Any],
+        *,
+        update: bool,
+        mean: Callable[[torch.Tensor], torch.Tensor],
+    ) -> dict[str, Any]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 @dataclass

@@ -62,3 +62,45 @@ def test_apo_zero_unpaired() -> None:
     output = get_loss("apo_zero_unpaired")(batch(-4.0))
     assert output.losses.tolist() == pytest.approx([1 - sigmoid(0.1), sigmoid(-0.1)])
     assert torch.equal(output.losses, get_loss("apo_zero_unpaired")(batch(None)).losses)
+
+
+def test_bco_with_a_baseline() -> None:
+    """Rewards 0.1·(+1, −1) = (0.1, −0.1), δ = 0.05. Desirable: −log σ(0.1 − 0.05) = −log σ(0.05) ≈ 0.668479.
+    Undesirable: −log σ(−(−0.1 − 0.05)) = −log σ(0.15) ≈ 0.621503."""
+    output = get_loss("bco")(batch(-4.0), baseline=0.05)
+    assert output.losses.tolist() == pytest.approx([-math.log(sigmoid(0.05)), -math.log(sigmoid(0.15))])
+    assert output.metrics["baseline"] == 0.05
+
+
+def test_bco_baseline_is_the_running_mean_of_batch_mean_rewards() -> None:
+    """Step 1: mean reward 0.1·mean(+1, −1) = 0 → δ = 0. Step 2 with ρ shifted by +2: mean 0.2 → δ = (0 + 0.2)/2.
+    Evaluation (`update=False`) reads δ and leaves it alone."""
+    spec = get_loss("bco")
+    assert spec.state is not None and spec.state_provides == ("baseline",)
+    state = spec.state()
+    lp = batch(None)
+    assert state.step(lp, {"beta": 0.1}, update=True, mean=lambda t: t) == {"baseline": 0.0}
+    lp.logps = lp.logps + 2
+    assert state.step(lp, {"beta": 0.1}, update=True, mean=lambda t: t)["baseline"] == pytest.approx(0.1)
+    assert state.step(lp, {"beta": 0.1}, update=False, mean=lambda t: t)["baseline"] == pytest.approx(0.1)
+    restored = spec.state()
+    restored.load_state_dict(state.state_dict())
+    assert restored.state_dict() == {"mean": pytest.approx(0.1), "count": 2}
+
+
+def test_sft_unpaired_is_the_token_mean_nll_of_desirable_completions() -> None:
+    """Desirable logps (−1, −3) over 2 + 6 tokens: the batch mean of the losses is (1 + 3)/8 = 0.5; the undesirable
+    completion (−10) contributes 0."""
+    lp = UnpairedLogps(
+        logps=torch.tensor([-1.0, -10.0, -3.0]),
+        lengths=torch.tensor([2, 5, 6]),
+        desirable=torch.tensor([True, False, True]),
+    )
+    losses = get_loss("sft_unpaired")(lp).losses
+    assert losses[1].item() == 0.0
+    assert losses.mean().item() == pytest.approx(0.5)
+
+
+def test_sft_unpaired_without_desirable_completions_is_zero() -> None:
+    lp = UnpairedLogps(logps=torch.tensor([-1.0]), lengths=torch.tensor([2]), desirable=torch.tensor([False]))
+    assert get_loss("sft_unpaired")(lp).losses.tolist() == [0.0]

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from datasets import Dataset
 from trl import KTOConfig, KTOTrainer
 
 from trl_plus.synthetic import get_task
 from trl_plus.testing import first_step, max_relative_difference, perturbed_copy
 from trl_plus.trainers import UnpairedPreferenceConfig, UnpairedPreferenceTrainer
+from trl_plus.trainers._state import LOSS_STATE_FILE
 
 
 @pytest.fixture(scope="module")
@@ -45,3 +49,112 @@ def test_a_kto_config_is_accepted_as_is(llama: Path, thumbs: Dataset, training_a
 def test_paired_losses_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="PreferenceTrainer"):
         UnpairedPreferenceConfig(output_dir=str(tmp_path), loss="dpo", use_cpu=True)
+
+
+def test_bco_baseline_survives_a_save_and_resume(llama: Path, thumbs: Dataset, training_args: Any) -> None:
+    """Four steps straight through and two steps resumed from the step-2 checkpoint end on the same baseline; a
+    resume that lost the state would count 2 steps, not 4."""
+
+    def trainer(output_dir: Path) -> UnpairedPreferenceTrainer:
+        config = UnpairedPreferenceConfig(
+            loss="bco", **training_args(output_dir=str(output_dir), max_steps=4, save_strategy="steps", save_steps=2)
+        )
+        return UnpairedPreferenceTrainer(str(llama), ref_model=perturbed_copy(llama), args=config, train_dataset=thumbs)
+
+    straight = trainer(tmp := Path(training_args()["output_dir"]) / "straight")
+    straight.train()
+    saved = json.loads((tmp / "checkpoint-2" / LOSS_STATE_FILE).read_text())["bco"]
+    assert saved["count"] == 2
+    final = straight.loss_states["bco"].state_dict()
+    assert final["count"] == 4 and final["mean"] != 0.0
+
+    resumed = trainer(Path(training_args()["output_dir"]) / "resumed")
+    resumed.train(resume_from_checkpoint=str(tmp / "checkpoint-2"))
+    assert resumed.loss_states["bco"].state_dict() == {"mean": pytest.approx(final["mean"], rel=1e-4), "count": 4}
+    assert "bco/baseline" in straight.state.log_history[0]
+
+
+def test_sft_means_the_unpaired_sft_and_combines_with_kto(llama: Path, thumbs: Dataset, training_args: Any) -> None:
+    config = UnpairedPreferenceConfig(
+        loss="kto,sft", loss_weights=[1.0, 0.5], loss_kwargs={"sft": {}}, **training_args(max_steps=2)
+    )
+    trainer = UnpairedPreferenceTrainer(str(llama), ref_model=perturbed_copy(llama), args=config, train_dataset=thumbs)
+    assert trainer.args.loss == ["kto", "sft_unpaired"]
+    trainer.train()
+    steps = [log for log in trainer.state.log_history if "loss/kto" in log]
+    assert len(steps) == 2
+    assert max(log["loss/sft_unpaired"] for log in steps) > 0  # a batch may hold no desirable row: then 0
+
+
+def _rows(labels: list[Any], **extra: Any) -> Dataset:
+    rows = [{"prompt": "p", "completion": f" c{i}", "label": label} for i, label in enumerate(labels)]
+    return Dataset.from_list([{**row, **extra} for row in rows])
+
+
+@pytest.mark.parametrize(
+    ("dataset", "error", "match"),
+    [
+        (_rows([True, True, True]), ValueError, r"Every label .* desirable \(True\)"),
+        (_rows([False, False]), ValueError, r"Every label .* undesirable \(False\)"),
+        (_rows([1, 0, 1]), TypeError, r"`label` column must hold booleans.*int64.*cast_column"),
+        (_rows(["good", "bad"]), TypeError, r"must hold booleans.*string"),
+        (_rows([True, False]).remove_columns("prompt"), ValueError, r"no \['prompt'\] column"),
+        (_rows([True, False]).rename_column("label", "thumbs"), ValueError, r"no \['label'\] column"),
+    ],
+)
+def test_bad_datasets_fail_before_any_model_loads(dataset: Dataset, error: type, match: str, tmp_path: Path) -> None:
+    config = UnpairedPreferenceConfig(output_dir=str(tmp_path), use_cpu=True)
+    with pytest.raises(error, match=match):
+        UnpairedPreferenceTrainer("no/such-model", args=config, train_dataset=dataset)
+
+
+def test_unknown_losses_and_state_hyperparameters_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"Unknown loss 'ktoo'.*'kto'"):
+        UnpairedPreferenceConfig(output_dir=str(tmp_path), loss="ktoo", use_cpu=True)
+    with pytest.raises(ValueError, match=r"gets \['baseline'\] from its running state"):
+        UnpairedPreferenceConfig(output_dir=str(tmp_path), loss="bco", loss_kwargs={"baseline": 0.3}, use_cpu=True)
+
+
+@pytest.mark.parametrize(
+    ("labels", "weights", "warns"),
+    [
+        ([True] * 6 + [False] * 2, {}, True),  # 3:1
+        ([True] * 6 + [False] * 2, {"undesirable_weight": 2.5}, False),  # 6:5 sits in [1, 4/3]
+        ([True, False] * 4, {}, False),
+        ([True, False] * 4, {"desirable_weight": 2.0}, True),
+    ],
+)
+def test_class_ratio_warning(
+    labels: list[bool], weights: dict[str, float], warns: bool, llama: Path, training_args: Any
+) -> None:
+    config = UnpairedPreferenceConfig(loss="kto", **weights, **training_args())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        UnpairedPreferenceTrainer(str(llama), args=config, train_dataset=_rows(labels))
+    advice = [str(w.message) for w in caught if "KTO paper recommends" in str(w.message)]
+    assert bool(advice) == warns, advice
+
+
+def test_qlora_trains_the_adapters_only(llama: Path, thumbs: Dataset, training_args: Any) -> None:
+    from peft import LoraConfig
+    from transformers import BitsAndBytesConfig
+
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
+    )
+    lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    trainer = UnpairedPreferenceTrainer(
+        str(llama),
+        args=UnpairedPreferenceConfig(loss="kto", **training_args(max_steps=2)),
+        train_dataset=thumbs,
+        quantization_config=quantization,
+        peft_config=lora,
+    )
+    base_layer = trainer.model.base_model.model.model.layers[0].self_attn.q_proj.base_layer
+    assert type(base_layer).__name__ == "Linear4bit"
+    before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+    frozen_bytes = base_layer.weight.data.clone()
+    trainer.train()
+    changed = {name for name, p in trainer.model.named_parameters() if not torch.equal(before[name], p.detach())}
+    assert changed and all("lora_" in name for name in changed), sorted(changed)
+    assert torch.equal(base_layer.weight.data, frozen_bytes)
