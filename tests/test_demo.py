@@ -28,3 +28,11 @@ def test_demo_command_takes_a_loss_and_its_hyperparameters(tmp_path: Path, capsy
     assert code == 0
     assert "simpo,sft vs its SFT reference" in capsys.readouterr().out
     assert (tmp_path / "simpo,sft" / "config.json").exists()
+
+
+def test_kto_on_the_unpaired_view_beats_its_sft_reference(tmp_path: Path) -> None:
+    """The full demo with `kto`: the oracle win rate against the SFT reference, over 512 held-out prompts, has its
+    95% confidence interval above ½. (Measured 0.544 [0.513, 0.575]; the same run with chosen and rejected swapped
+    gave 0.504 [0.473, 0.536], so the gain comes from the labels.)"""
+    result = run_demo(tmp_path, loss="kto", eval_prompts=512)
+    assert result.aligned_vs_sft.ci_low > 0.5, result.aligned_vs_sft

@@ -4,7 +4,7 @@ Every import of TRL internals they need stays in `trl_plus.trainers._compat`.
 """
 
 from trl_plus.trainers.preference import DataCollatorForRankedPreference, PreferenceConfig, PreferenceTrainer
-from trl_plus.trainers.unpaired import UnpairedPreferenceConfig, UnpairedPreferenceTrainer
+from trl_plus.trainers.unpaired import UnpairedPreferenceConfig, UnpairedPreferenceTrainer, unpaired_view
 
 __all__ = [
     "DataCollatorForRankedPreference",
@@ -12,4 +12,5 @@ __all__ = [
     "PreferenceTrainer",
     "UnpairedPreferenceConfig",
     "UnpairedPreferenceTrainer",
+    "unpaired_view",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from accelerate.utils import is_peft_model
-from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
+from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer, unpair_preference_dataset
 from trl.data_utils import is_conversational
 from trl.kernels.chunked_logprob import _use_triton
 from trl.models.utils import disable_gradient_checkpointing
@@ -42,6 +42,7 @@ __all__ = [
     "quiet_kto_weight_warning",
     "tokenize",
     "triton_runs_on",
+    "unpair_preference_dataset",
     "use_adapter",
 ]
 

@@ -44,6 +44,23 @@ def unpaired_name(name: str) -> str:
     return spec.name
 
 
+def unpaired_view(dataset: Any, *, seed: int | None = 0, **map_kwargs: Any) -> Any:
+    """The thumbs-up/down view of a paired dataset: each prompt/chosen/rejected row becomes a desirable and an
+    undesirable prompt/completion/label row (TRL's `unpair_preference_dataset`), shuffled with `seed` so that
+    batches mix both classes (`seed=None` keeps TRL's order: each batch of pairs' chosen rows, then its rejected).
+    Streamed datasets are unpaired but never shuffled."""
+    first = next(iter(dataset.values() if isinstance(dataset, dict) else [dataset]))
+    columns = set(first.column_names or next(iter(first)))
+    if not {"chosen", "rejected"} <= columns:
+        raise ValueError(
+            f"unpaired_view takes prompt/chosen/rejected pairs; the dataset has columns {sorted(columns)}."
+        )
+    unpaired = _compat.unpair_preference_dataset(dataset, **map_kwargs)
+    if seed is None or isinstance(unpaired, IterableDataset):
+        return unpaired
+    return unpaired.shuffle(seed=seed)
+
+
 def check_unpaired_dataset(dataset: Any, name: str) -> tuple[int, int] | None:
     """Check columns and labels; return (desirable, undesirable) counts, or None for pairs or streamed data."""
     first = next(iter(dataset))

@@ -66,25 +66,40 @@ def align(
     steps: int,
     seed: int,
     loss_kwargs: dict[str, Any] | None = None,
+    learning_rate: float = 5e-5,
 ) -> Path:
-    """Preference training from the SFT model with PreferenceTrainer; saves model and tokenizer."""
+    """Preference training from the SFT model; saves model and tokenizer.
+
+    Paired and listwise losses train with PreferenceTrainer; unpaired ones (kto, bco...) with
+    UnpairedPreferenceTrainer on the unpaired view of the same pairs, two rows per pair, so every loss sees the same
+    completions per step.
+    """
     from trl_plus.registry import get_loss
-    from trl_plus.trainers import PreferenceConfig, PreferenceTrainer
+    from trl_plus.trainers import (
+        PreferenceConfig,
+        PreferenceTrainer,
+        UnpairedPreferenceConfig,
+        UnpairedPreferenceTrainer,
+        unpaired_view,
+    )
 
     task = get_task(task_name, seed=seed)
     names = [loss] if isinstance(loss, str) else loss
-    listwise = any(get_loss(name).input_kind == "ranked" for name in names)
+    kinds = {get_loss(name).input_kind for name in names}
+    unpaired = kinds == {"unpaired"}
+    if "unpaired" in kinds and not unpaired:
+        raise ValueError(f"The demo trains unpaired losses on their own, not with paired or listwise ones: {names}.")
     # On-policy data: samples of the SFT model itself, labelled by the oracle (see policy_preference_dataset).
-    data = policy_preference_dataset(model_path, task, 16 * steps, k=4 if listwise else 2, seed=seed)
-    args = PreferenceConfig(
+    data = policy_preference_dataset(model_path, task, 16 * steps, k=4 if "ranked" in kinds else 2, seed=seed)
+    common: dict[str, Any] = dict(
         output_dir=str(out_dir),
         loss=names,
         loss_kwargs=loss_kwargs,
         max_steps=steps,
-        per_device_train_batch_size=16,
+        per_device_train_batch_size=32 if unpaired else 16,
         # Small steps: with chosen and rejected this alike, larger or longer updates drain probability from both
         # into malformed answers (likelihood displacement) before the margin pays off.
-        learning_rate=5e-5,
+        learning_rate=learning_rate,
         lr_scheduler_type="cosine",
         warmup_steps=max(1, steps // 20),
         logging_steps=max(1, steps // 4),
@@ -97,7 +112,13 @@ def align(
         seed=seed,
         disable_tqdm=True,
     )
-    trainer = PreferenceTrainer(str(model_path), args=args, train_dataset=data)
+    trainer: Any
+    if unpaired:
+        trainer = UnpairedPreferenceTrainer(
+            str(model_path), args=UnpairedPreferenceConfig(**common), train_dataset=unpaired_view(data, seed=seed)
+        )
+    else:
+        trainer = PreferenceTrainer(str(model_path), args=PreferenceConfig(**common), train_dataset=data)
     trainer.train()
     trainer.save_model(str(out_dir))
     return Path(out_dir)
@@ -126,7 +147,7 @@ def run_demo(
     sft_path = sft(base, out / "sft", task_name, steps=sft_steps, seed=seed)
     sft_vs_base = win_rate(sft_path, base, task, n=eval_prompts, seed=seed)
     print(f"      SFT vs random base: {sft_vs_base}")
-    print(f"[3/4] Preference training with loss={label} for {steps} steps (trl-plus PreferenceTrainer, CPU)")
+    print(f"[3/4] Preference training with loss={label} for {steps} steps (trl-plus, CPU)")
     aligned = align(sft_path, out / label, task_name, loss=loss, steps=steps, seed=seed, loss_kwargs=loss_kwargs)
     print(f"[4/4] Oracle evaluation on {eval_prompts} held-out prompts")
     aligned_vs_sft = win_rate(aligned, sft_path, task, n=eval_prompts, seed=seed)

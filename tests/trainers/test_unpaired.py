@@ -14,7 +14,7 @@ from trl import KTOConfig, KTOTrainer
 
 from trl_plus.synthetic import get_task
 from trl_plus.testing import first_step, max_relative_difference, perturbed_copy
-from trl_plus.trainers import UnpairedPreferenceConfig, UnpairedPreferenceTrainer
+from trl_plus.trainers import UnpairedPreferenceConfig, UnpairedPreferenceTrainer, unpaired_view
 from trl_plus.trainers._state import LOSS_STATE_FILE
 
 
@@ -158,3 +158,14 @@ def test_qlora_trains_the_adapters_only(llama: Path, thumbs: Dataset, training_a
     changed = {name for name, p in trainer.model.named_parameters() if not torch.equal(before[name], p.detach())}
     assert changed and all("lora_" in name for name in changed), sorted(changed)
     assert torch.equal(base_layer.weight.data, frozen_bytes)
+
+
+def test_unpaired_view_turns_each_pair_into_two_labelled_rows() -> None:
+    pairs = get_task("transitive", seed=0).preference_dataset(6, seed=0)
+    view = unpaired_view(pairs, seed=0)
+    assert sorted(view.column_names) == ["completion", "label", "prompt"]
+    assert len(view) == 12 and sum(view["label"]) == 6
+    assert sorted(view.filter(lambda row: row["label"])["completion"]) == sorted(pairs["chosen"])
+    assert view["label"] != [True] * 6 + [False] * 6  # shuffled, so batches mix both classes
+    with pytest.raises(ValueError, match="takes prompt/chosen/rejected pairs"):
+        unpaired_view(view)
