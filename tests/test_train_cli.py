@@ -1,4 +1,4 @@
-"""`trl-plus train`: flags and YAML through TRL's parser into PreferenceTrainer, on a tiny Llama, offline."""
+"""`trl-plus train`: flags and YAML through TRL's parser into PreferenceTrainer or UnpairedPreferenceTrainer."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import trl_plus.train as train_module
 from trl_plus import cli
 from trl_plus.synthetic import get_task
 from trl_plus.train import load_preference_dataset, main, make_parser
-from trl_plus.trainers.preference import PreferenceTrainer
+from trl_plus.trainers.unpaired import UnpairedPreferenceTrainer
 
 # Settings every run shares: CPU, a small batch, nothing reported or checkpointed along the way.
 FAST = [
@@ -47,16 +47,17 @@ def pairs_on_disk(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def recorded(monkeypatch: pytest.MonkeyPatch) -> list[PreferenceTrainer]:
+def recorded(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """The trainers `trl-plus train` builds, kept for inspection."""
-    trainers: list[PreferenceTrainer] = []
+    trainers: list[Any] = []
+    for name, (config_class, trainer_class) in list(train_module.TRAINERS.items()):
 
-    class Recording(PreferenceTrainer):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            trainers.append(self)
+        class Recording(trainer_class):  # type: ignore[valid-type,misc]
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                trainers.append(self)
 
-    monkeypatch.setattr(train_module, "PreferenceTrainer", Recording)
+        monkeypatch.setitem(train_module.TRAINERS, name, (config_class, Recording))
     return trainers
 
 
@@ -80,7 +81,7 @@ def test_flags_train_simpo_and_save_a_loadable_model(
 
 
 def test_yaml_config_trains_qlora_with_loss_kwargs(
-    tiny_checkpoints: dict[str, Path], tmp_path: Path, recorded: list[PreferenceTrainer]
+    tiny_checkpoints: dict[str, Path], tmp_path: Path, recorded: list[Any]
 ) -> None:
     """QLoRA on CPU: nf4 base weights (bitsandbytes runs 4-bit on CPU), a LoRA adapter, two weighted losses."""
     import bitsandbytes as bnb
@@ -150,6 +151,30 @@ def test_bad_settings_fail_with_one_clear_line(
     for text in expected:
         assert text in err
     assert "Traceback" not in err
+
+
+def test_unpaired_trainer_from_flags_and_yaml(
+    tiny_checkpoints: dict[str, Path], tmp_path: Path, recorded: list[Any]
+) -> None:
+    """`--trainer unpaired` (or `trainer: unpaired` in the YAML) parses KTOConfig's fields and trains the loss."""
+    common = ["--model_name_or_path", str(tiny_checkpoints["llama"]), "--dataset_name", "synthetic:transitive"]
+    common += ["--synthetic_train_size", "16", "--max_steps", "2", *FAST]
+    argv = [*common, "--output_dir", str(tmp_path / "kto"), "--synthetic_format", "unpaired"]
+    assert main([*argv, "--trainer", "unpaired", "--loss", "kto", "--desirable_weight", "1.2"]) == 0
+    config_file = tmp_path / "bco.yaml"
+    config_file.write_text(yaml.safe_dump({"trainer": "unpaired", "loss": "bco", "beta": 0.2}))
+    assert main([*common, "--output_dir", str(tmp_path / "bco"), "--config", str(config_file)]) == 0
+
+    kto, bco = recorded
+    assert type(kto).__mro__[1] is UnpairedPreferenceTrainer
+    assert kto.args.loss_kwargs == {"kto": {"beta": 0.1, "desirable_weight": 1.2, "undesirable_weight": 1.0}}
+    assert kto.state.global_step == 2 and (tmp_path / "kto" / "model.safetensors").exists()
+    assert bco.args.loss == ["bco"] and bco.loss_states["bco"].state_dict()["count"] == 2  # pairs, unpaired on the fly
+
+
+def test_unknown_trainer_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["train", "--trainer", "kto"]) == 2
+    assert "`--trainer` must be one of ['preference', 'unpaired'], got 'kto'" in capsys.readouterr().err
 
 
 def test_missing_model_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,19 +1,24 @@
-"""`trl-plus train`: train with `PreferenceTrainer` from TRL-style flags or a YAML config.
+"""`trl-plus train`: train with `PreferenceTrainer` (or, with `--trainer unpaired`, `UnpairedPreferenceTrainer`) from
+TRL-style flags or a YAML config.
 
 The arguments are TRL's own: `ScriptArguments` (the dataset), `ModelConfig` (model, dtype, 4/8-bit, LoRA) and
-`PreferenceConfig` (every `DPOConfig`/`TrainingArguments` field plus `loss`, `loss_kwargs`, `logprob_path`, ...),
-parsed by `trl.TrlParser`, so any field works as a `--flag` or as a key of the `--config` YAML file, and flags
-override the file. Examples:
+`PreferenceConfig` (every `DPOConfig`/`TrainingArguments` field plus `loss`, `loss_kwargs`, `logprob_path`, ...;
+with `--trainer unpaired`, `UnpairedPreferenceConfig`: every `KTOConfig` field plus `loss`, `loss_weights`,
+`loss_kwargs`), parsed by `trl.TrlParser`, so any field works as a `--flag` or as a key of the `--config` YAML file,
+and flags override the file. Examples:
 
     trl-plus train --model_name_or_path runs/demo/sft --dataset_name synthetic:transitive \\
         --loss simpo --output_dir runs/simpo --use_cpu --report_to none
+    trl-plus train --trainer unpaired --loss kto --model_name_or_path runs/demo/sft \\
+        --dataset_name synthetic:transitive --synthetic_format unpaired --output_dir runs/kto --use_cpu
     trl-plus train --config my.yaml --learning_rate 1e-5
     python -m trl_plus.train --config my.yaml
     accelerate launch --config_file scripts/accelerate/multi_gpu.yaml -m trl_plus.train --config my.yaml
 
 `--dataset_name` takes a directory saved with `Dataset.save_to_disk`/`DatasetDict.save_to_disk`, a local
 .json/.jsonl/.parquet/.csv file (or a directory of them), a Hub dataset id, or `synthetic:<task>` for a
-synthetic task's preference pairs built offline (`trl-plus task <name>` shows the oracle).
+synthetic task's preference data built offline (`trl-plus task <name>` shows the oracle). The unpaired trainer takes
+prompt/completion/label rows, or pairs, which it unpairs.
 """
 
 from __future__ import annotations
@@ -29,15 +34,29 @@ from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
 
 from trl_plus.trainers.preference import PreferenceConfig, PreferenceTrainer
+from trl_plus.trainers.unpaired import UnpairedPreferenceConfig, UnpairedPreferenceTrainer
 
 SYNTHETIC_PREFIX = "synthetic:"
 # Files `datasets.load_dataset` reads with a packaged builder, by suffix.
 _DATA_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
+TRAINERS: dict[str, tuple[type, type]] = {
+    "preference": (PreferenceConfig, PreferenceTrainer),
+    "unpaired": (UnpairedPreferenceConfig, UnpairedPreferenceTrainer),
+}
 
 
 @dataclass
 class TrainScriptArguments(ScriptArguments):
-    """TRL's `ScriptArguments`, plus a local-path loader and offline synthetic data."""
+    """TRL's `ScriptArguments`, plus the trainer's choice, a local-path loader and offline synthetic data."""
+
+    trainer: str = field(
+        default="preference",
+        metadata={
+            "help": "`preference`: PreferenceTrainer (DPOTrainer's loop; paired and ranked data). `unpaired`: "
+            "UnpairedPreferenceTrainer (KTOTrainer's loop; thumbs-up/down rows) with its KTOConfig fields.",
+            "choices": sorted(TRAINERS),
+        },
+    )
 
     dataset_name: str | None = field(
         default=None,
@@ -54,9 +73,9 @@ class TrainScriptArguments(ScriptArguments):
     synthetic_format: str = field(
         default="paired",
         metadata={
-            "help": "With `synthetic:<task>`: `paired` (prompt/chosen/rejected) or `ranked` (prompt and "
-            "`synthetic_k` completions, best first, for listwise losses).",
-            "choices": ["paired", "ranked"],
+            "help": "With `synthetic:<task>`: `paired` (prompt/chosen/rejected), `ranked` (prompt and "
+            "`synthetic_k` completions, best first, for listwise losses) or `unpaired` (prompt/completion/label).",
+            "choices": ["paired", "ranked", "unpaired"],
         },
     )
     synthetic_k: int = field(default=4, metadata={"help": "With `synthetic_format=ranked`: completions per prompt."})
@@ -69,8 +88,12 @@ class TrainScriptArguments(ScriptArguments):
     )
 
     def __post_init__(self) -> None:
-        if self.synthetic_format not in ("paired", "ranked"):
-            raise ValueError(f"`synthetic_format` must be 'paired' or 'ranked', got {self.synthetic_format!r}.")
+        if self.trainer not in TRAINERS:
+            raise ValueError(f"`trainer` must be one of {sorted(TRAINERS)}, got {self.trainer!r}.")
+        if self.synthetic_format not in ("paired", "ranked", "unpaired"):
+            raise ValueError(
+                f"`synthetic_format` must be 'paired', 'ranked' or 'unpaired', got {self.synthetic_format!r}."
+            )
         for name in ("synthetic_train_size", "synthetic_test_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be a positive row count, got {getattr(self, name)}.")
@@ -82,10 +105,11 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
     """Defaults in the help (as HfArgumentParser shows them) and the module docstring's examples kept as written."""
 
 
-def make_parser(prog: str = "trl-plus train") -> TrlParser:
-    """The parser of `trl-plus train`: script, training and model arguments, plus `--config file.yaml`."""
+def make_parser(prog: str = "trl-plus train", trainer: str = "preference") -> TrlParser:
+    """The parser of `trl-plus train`: script, training (the `trainer`'s config) and model arguments, plus
+    `--config file.yaml`."""
     # TRL types `dataclass_types` as a NewType over Any, which no class satisfies for mypy.
-    dataclass_types: Any = (TrainScriptArguments, PreferenceConfig, ModelConfig)
+    dataclass_types: Any = (TrainScriptArguments, TRAINERS[trainer][0], ModelConfig)
     return TrlParser(
         dataclass_types,
         prog=prog,
@@ -129,6 +153,8 @@ def synthetic_dataset(task_name: str, script_args: TrainScriptArguments) -> Data
             splits[split] = task.ranked_dataset(
                 size, k=script_args.synthetic_k, seed=seed, conversational=conversational
             )
+        elif script_args.synthetic_format == "unpaired":
+            splits[split] = task.unpaired_dataset(size, seed=seed, conversational=conversational)
         else:
             splits[split] = task.preference_dataset(size, seed=seed, conversational=conversational)
     return DatasetDict(splits)
@@ -201,7 +227,11 @@ def _check_model(model_args: ModelConfig) -> str:
     return name
 
 
-def train(script_args: TrainScriptArguments, training_args: PreferenceConfig, model_args: ModelConfig) -> Path:
+def train(
+    script_args: TrainScriptArguments,
+    training_args: PreferenceConfig | UnpairedPreferenceConfig,
+    model_args: ModelConfig,
+) -> Path:
     """Load the data and the model, train, save to `output_dir`, and return that directory."""
     model = _check_model(model_args)
     dataset = load_preference_dataset(script_args)
@@ -224,7 +254,7 @@ def train(script_args: TrainScriptArguments, training_args: PreferenceConfig, mo
     model_init_kwargs.update(training_args.model_init_kwargs or {})  # type: ignore[arg-type]
     training_args.model_init_kwargs = model_init_kwargs
 
-    trainer = PreferenceTrainer(
+    trainer = TRAINERS[script_args.trainer][1](
         model=model,
         args=training_args,
         train_dataset=train_dataset,
@@ -252,14 +282,38 @@ def train(script_args: TrainScriptArguments, training_args: PreferenceConfig, mo
     return output_dir
 
 
+def _trainer_choice(argv: Sequence[str]) -> str:
+    """`--trainer` from the flags, else `trainer:` from the `--config` YAML, else `preference`: it decides which
+    config class the parser is built from, so it is read before the full parse."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--trainer")
+    pre.add_argument("--config")
+    known, _ = pre.parse_known_args(argv)
+    choice = known.trainer
+    if choice is None and known.config:
+        import yaml
+
+        with open(known.config) as f:
+            choice = (yaml.safe_load(f) or {}).get("trainer")
+    choice = choice or "preference"
+    if choice not in TRAINERS:
+        raise ValueError(f"`--trainer` must be one of {sorted(TRAINERS)}, got {choice!r}.")
+    return str(choice)
+
+
 def main(argv: Sequence[str] | None = None, *, prog: str = "trl-plus train") -> int:
     """Parse `argv` (default: `sys.argv[1:]`), train and save; 2 with a one-line message for a bad setting."""
-    parser = make_parser(prog)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        parser = make_parser(prog, _trainer_choice(argv))
+    except (ValueError, OSError) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
     try:
         # Config `__post_init__`s raise ValueError for bad values (an unknown loss name, with suggestions) and
         # TypeError for a hyperparameter a loss does not take; an unknown YAML key raises ValueError, a missing YAML
         # file OSError.
-        script_args, training_args, model_args = parser.parse_args_and_config(args=None if argv is None else list(argv))
+        script_args, training_args, model_args = parser.parse_args_and_config(args=argv)
     except (ValueError, TypeError, OSError) as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
