@@ -13,6 +13,9 @@ Comparisons, each on the same model, data, seed and settings as its TRL baseline
   (`loss_type="simpo"`, `cpo_alpha=0` / `loss_type="sigmoid"`, `cpo_alpha=1`) and `trl.experimental.orpo.ORPOTrainer`,
   on the tiny llama padded to a 128k vocabulary (`--vocab-size`). Targets: memory ≤ 0.5× TRL's, no slower.
   A step takes seconds here, so these get their own, smaller counts (`--large-steps`, `--large-repeats`).
+- `kto`: `UnpairedPreferenceTrainer(loss="kto")` (fused log-probs, its only path) vs `KTOTrainer(loss_type="kto")`
+  on the dpo model, both unpairing the same pairs on the fly: `--batch-size` completions per step, plus as many
+  mismatched ones for the KL estimate. Targets: time ratio ≤ 1.03, memory ratio ≤ 1.02.
 
 What is measured:
 
@@ -21,7 +24,7 @@ What is measured:
   `--warmup` steps are dropped; the median is over the timed steps of all repeats pooled, with ± half the
   interquartile range as a share of the median.
 - Peak memory: peak resident set size (VmHWM) during `trainer.train()` minus the RSS just before it, in MiB. The
-  model, the reference model (dpo only) and the tokenised dataset are already loaded, so the figure counts what
+  model, the reference model (dpo, kto) and the tokenised dataset are already loaded, so the figure counts what
   training adds: gradients, AdamW state, activations, logits and their gradients. The peak is reset through
   `/proc/self/clear_refs` before training (falling back to `ru_maxrss` where that is not allowed). Median over
   repeats.
@@ -78,15 +81,17 @@ import trl
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
 from transformers.utils import logging as hf_logging
-from trl import DPOConfig, DPOTrainer
+from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
 
 from trl_plus.synthetic import get_task
 from trl_plus.synthetic.transitive import ITEMS
 from trl_plus.testing import make_tiny
-from trl_plus.trainers import PreferenceConfig, PreferenceTrainer
+from trl_plus.trainers import PreferenceConfig, PreferenceTrainer, UnpairedPreferenceConfig, UnpairedPreferenceTrainer
 
 PATHS = ("fused", "chunked", "logits")
-COMPARISONS = ("dpo", "simpo", "cpo", "orpo")
+COMPARISONS = ("dpo", "simpo", "cpo", "orpo", "kto")
+# Comparisons on the small-vocabulary model, with the dpo step counts.
+SMALL = ("dpo", "kto")
 # make_tiny builds its models with 512 positions.
 MAX_POSITIONS = 512
 
@@ -114,7 +119,7 @@ class Settings:
 
     def counts(self, comparison: str) -> tuple[int, int]:
         """(timed steps, repeats) for a comparison: the large-vocabulary ones take seconds per step."""
-        return (self.steps, self.repeats) if comparison == "dpo" else (self.large_steps, self.large_repeats)
+        return (self.steps, self.repeats) if comparison in SMALL else (self.large_steps, self.large_repeats)
 
 
 @dataclass
@@ -122,7 +127,7 @@ class RunSpec:
     """One configuration: which trainer, which loss and hyperparameters, which model."""
 
     comparison: str
-    trainer: str  # "preference", "dpo", "cpo" or "orpo"
+    trainer: str  # "preference", "unpaired", "dpo", "kto", "cpo" or "orpo"
     model: str  # "dpo" or "large": which of the two tiny checkpoints
     config: dict[str, Any]
     label: str
@@ -158,6 +163,7 @@ _OURS: dict[str, dict[str, Any]] = {
     "simpo": {"loss": "simpo", "beta": 2.0, "loss_kwargs": {"gamma": 0.5}},
     "cpo": {"loss": "cpo", "beta": 0.1, "loss_kwargs": {"alpha": 1.0}},
     "orpo": {"loss": "orpo", "beta": 0.1},
+    "kto": {"loss": "kto", "beta": 0.1},
 }
 _BASELINES: dict[str, tuple[str, dict[str, Any], str]] = {
     "dpo": ("dpo", {"loss_type": ["sigmoid"], "beta": 0.1}, "DPOTrainer(loss_type=sigmoid)"),
@@ -172,22 +178,26 @@ _BASELINES: dict[str, tuple[str, dict[str, Any], str]] = {
         "CPOTrainer(loss_type=sigmoid, cpo_alpha=1)",
     ),
     "orpo": ("orpo", {"beta": 0.1}, "ORPOTrainer"),
+    "kto": ("kto", {"loss_type": "kto", "beta": 0.1}, "KTOTrainer(loss_type=kto)"),
 }
 
 
 def comparisons(settings: Settings) -> list[Comparison]:
     result = []
     for name in settings.only:
-        model = "dpo" if name == "dpo" else "large"
+        model = "dpo" if name in SMALL else "large"
         trainer, config, label = _BASELINES[name]
         steps, repeats = settings.counts(name)
         baseline = RunSpec(name, trainer, model, config, label, steps)
-        candidates = [
-            RunSpec(name, "preference", model, {**_OURS[name], "logprob_path": path}, f"{name}, {path}", steps)
-            for path in PATHS
-        ]
-        # DPO must cost what TRL's DPOTrainer costs; the reference-free losses must beat TRL's experimental trainers.
-        targets = (1.03, 1.02) if name == "dpo" else (1.0, 0.5)
+        if name == "kto":
+            candidates = [RunSpec(name, "unpaired", model, _OURS[name], "kto, fused", steps)]
+        else:
+            candidates = [
+                RunSpec(name, "preference", model, {**_OURS[name], "logprob_path": path}, f"{name}, {path}", steps)
+                for path in PATHS
+            ]
+        # DPO and KTO must cost what TRL's trainers cost; the reference-free losses must beat TRL's experimental ones.
+        targets = (1.03, 1.02) if name in SMALL else (1.0, 0.5)
         result.append(Comparison(name, baseline, candidates, *targets, repeats))
     return result
 
@@ -244,9 +254,9 @@ def setup(settings: Settings, root: Path) -> dict[str, Any]:
     """Build the tiny checkpoints and the dataset (in a child process: the parent stays free of torch work)."""
     _quiet()
     model_dirs = {}
-    if "dpo" in settings.only:
+    if any(name in SMALL for name in settings.only):
         model_dirs["dpo"] = str(make_tiny("llama", root / "dpo", vocab_size=settings.dpo_vocab_size))
-    if any(name != "dpo" for name in settings.only):
+    if any(name not in SMALL for name in settings.only):
         model_dirs["large"] = str(make_tiny("llama", root / "large", vocab_size=settings.vocab_size))
     tokenizer = AutoTokenizer.from_pretrained(next(iter(model_dirs.values())))
     most_steps = max(settings.counts(name)[0] for name in settings.only)
@@ -320,6 +330,10 @@ def build_trainer(spec: RunSpec, settings: Settings, model_dir: str, rows: list[
         return PreferenceTrainer(model, args=PreferenceConfig(**common, **spec.config), **data)
     if spec.trainer == "dpo":
         return DPOTrainer(model, args=DPOConfig(**common, **spec.config), **data)
+    if spec.trainer == "unpaired":
+        return UnpairedPreferenceTrainer(model, args=UnpairedPreferenceConfig(**common, **spec.config), **data)
+    if spec.trainer == "kto":
+        return KTOTrainer(model, args=KTOConfig(**common, **spec.config), **data)
     # The experimental trainers are imported only where they run, so that one that fails to import is one error row.
     if spec.trainer == "cpo":
         from trl.experimental.cpo import CPOConfig, CPOTrainer
@@ -330,7 +344,7 @@ def build_trainer(spec: RunSpec, settings: Settings, model_dir: str, rows: list[
         from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
         return ORPOTrainer(model, args=ORPOConfig(**common, **spec.config, remove_unused_columns=False), **data)
-    raise ValueError(f"Unknown trainer {spec.trainer!r}; expected preference, dpo, cpo or orpo.")
+    raise ValueError(f"Unknown trainer {spec.trainer!r}; expected preference, unpaired, dpo, kto, cpo or orpo.")
 
 
 def _quiet() -> None:
@@ -435,11 +449,12 @@ def render(
         f"sequence (prompt ≈ {prompt_mean:.0f}); fp32 (bf16=False), gradient_checkpointing="
         f"{settings.gradient_checkpointing}, AdamW lr 1e-6, max_length {settings.max_length}, CPU.",
         f"Step time: seconds per optimizer step (whole loop iteration) after {settings.warmup} warm-up step(s), median "
-        f"of {settings.steps} steps × {settings.repeats} repeat(s) for dpo, {settings.large_steps} × "
+        f"of {settings.steps} steps × {settings.repeats} repeat(s) for dpo and kto, {settings.large_steps} × "
         f"{settings.large_repeats} for the others, ± half the interquartile range. "
         "Peak mem: peak RSS during `trainer.train()` minus RSS just before it (model, reference and data loaded), "
         "MiB, median over repeats; each run in its own forked process. Ratios are trl-plus / TRL, lower is better.",
-        "Hyperparameters, both sides: dpo β 0.1; simpo β 2.0, γ 0.5; cpo β 0.1, α 1.0; orpo β 0.1.",
+        "Hyperparameters, both sides: dpo β 0.1; simpo β 2.0, γ 0.5; cpo β 0.1, α 1.0; orpo β 0.1; kto β 0.1. "
+        "kto: the pairs unpaired, --batch-size completions per step plus as many mismatched ones for the KL estimate.",
         "",
         "| comparison | trl-plus config | TRL baseline | median step (s) ours | median step (s) TRL | time ratio "
         "| peak mem (MiB) ours | peak mem (MiB) TRL | memory ratio | targets (time, memory) |",
@@ -485,8 +500,8 @@ def _format_ratio(ratio: float | None) -> str:
 
 def parse_args(argv: list[str] | None = None) -> Settings:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=20, help="timed optimizer steps per dpo run")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per dpo configuration, interleaved")
+    parser.add_argument("--steps", type=int, default=20, help="timed optimizer steps per dpo/kto run")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per dpo/kto configuration, interleaved")
     parser.add_argument("--large-steps", type=int, default=2, help="timed steps per simpo/cpo/orpo run")
     parser.add_argument("--large-repeats", type=int, default=1, help="runs per simpo/cpo/orpo configuration")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps before the timed ones (at least 1)")

@@ -38,9 +38,11 @@ def unpaired_name(name: str) -> str:
     spec = get_loss(name)
     if spec.input_kind != "unpaired":
         try:
-            return get_loss(f"{spec.name}_unpaired").name
+            twin = get_loss(f"{spec.name}_unpaired")
         except UnknownNameError:
-            pass
+            return spec.name
+        if twin.input_kind == "unpaired":  # `aot_unpaired` is a paired loss (AOT on unpaired *batches*)
+            return twin.name
     return spec.name
 
 

@@ -169,3 +169,16 @@ def test_unpaired_view_turns_each_pair_into_two_labelled_rows() -> None:
     assert view["label"] != [True] * 6 + [False] * 6  # shuffled, so batches mix both classes
     with pytest.raises(ValueError, match="takes prompt/chosen/rejected pairs"):
         unpaired_view(view)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"), [("sft", "sft_unpaired"), ("apo_zero", "apo_zero_unpaired"), ("kto", "kto")]
+)
+def test_paired_names_with_an_unpaired_twin_map_to_it(name: str, expected: str, tmp_path: Path) -> None:
+    assert UnpairedPreferenceConfig(output_dir=str(tmp_path), loss=name, use_cpu=True).loss == [expected]
+
+
+def test_aot_unpaired_is_paired_and_refused(tmp_path: Path) -> None:
+    """`aot_unpaired` is AOT over unpaired *batches* of pairs, not a twin: `aot` stays a paired loss, refused here."""
+    with pytest.raises(ValueError, match="'aot' takes paired data"):
+        UnpairedPreferenceConfig(output_dir=str(tmp_path), loss="aot", use_cpu=True)
