@@ -327,7 +327,9 @@ class _RewardHeadRegistry(Registry[RewardHeadSpec]):
 
 
 LOSSES = _LossRegistry("loss", "losses", LOSS_GROUP, builtin_modules=("trl_plus.losses",))
-REWARD_HEADS = _RewardHeadRegistry("reward head", "reward heads", REWARD_HEAD_GROUP)
+REWARD_HEADS = _RewardHeadRegistry(
+    "reward head", "reward heads", REWARD_HEAD_GROUP, builtin_modules=("trl_plus.heads",)
+)
 
 
 def _origin(obj: Any) -> str:

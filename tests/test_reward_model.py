@@ -1,0 +1,64 @@
+"""RewardModel: every head behind one interface, and a save/load round trip that changes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from trl_plus import UnknownNameError
+from trl_plus.reward_model import RewardModel
+from trl_plus.synthetic import get_task
+
+HEADS = {"bt": {}, "pl": {}, "gpm": {"embedding_dim": 4}, "ensemble": {"num_heads": 3}}
+
+
+@pytest.fixture(scope="module")
+def rows() -> dict[str, list[str]]:
+    pairs = get_task("transitive", seed=0).preference_dataset(6, seed=0)
+    return {"prompts": pairs["prompt"], "a": pairs["chosen"], "b": pairs["rejected"]}
+
+
+@pytest.mark.parametrize("head", sorted(HEADS))
+def test_save_and_load_give_identical_outputs(
+    head: str, tiny_checkpoints: dict[str, Path], rows: dict[str, list[str]], tmp_path: Path
+) -> None:
+    torch.manual_seed(0)
+    model = RewardModel.from_backbone(tiny_checkpoints["llama"], head=head, head_kwargs=HEADS[head]).eval()
+    model.save_pretrained(tmp_path)
+    loaded = RewardModel.from_pretrained(tmp_path).eval()
+    assert loaded.head_name == head and loaded.head_kwargs == HEADS[head]
+    assert torch.equal(model.score(rows["prompts"], rows["a"]), loaded.score(rows["prompts"], rows["a"]))
+    prefer = (rows["prompts"], rows["a"], rows["b"])
+    assert torch.equal(model.prefer(*prefer), loaded.prefer(*prefer))
+
+
+@pytest.mark.parametrize("head", sorted(HEADS))
+def test_prefer_is_a_probability_and_antisymmetric(
+    head: str, tiny_checkpoints: dict[str, Path], rows: dict[str, list[str]]
+) -> None:
+    model = RewardModel.from_backbone(tiny_checkpoints["llama"], head=head, head_kwargs=HEADS[head]).eval()
+    p_ab = model.prefer(rows["prompts"], rows["a"], rows["b"])
+    p_ba = model.prefer(rows["prompts"], rows["b"], rows["a"])
+    assert p_ab.shape == (6,) and bool(((p_ab > 0) & (p_ab < 1)).all())
+    assert torch.allclose(p_ab + p_ba, torch.ones(6), atol=1e-6)
+    scores = model.score(rows["prompts"], rows["a"])
+    assert scores.shape == ((6, 4) if head == "gpm" else (6,))
+
+
+def test_loading_with_another_head_is_refused(tiny_checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    RewardModel.from_backbone(tiny_checkpoints["llama"], head="gpm").save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="saved with the 'gpm' head, not 'bt'"):
+        RewardModel.from_pretrained(tmp_path, head="bt")
+    with pytest.raises(FileNotFoundError, match="not a RewardModel checkpoint"):
+        RewardModel.from_pretrained(tiny_checkpoints["llama"])
+
+
+def test_unknown_heads_and_hyperparameters_are_refused(tiny_checkpoints: dict[str, Path]) -> None:
+    with pytest.raises(UnknownNameError, match=r"Unknown reward head 'gmp'\. Did you mean 'gpm'"):
+        RewardModel.from_backbone(tiny_checkpoints["llama"], head="gmp")
+    with pytest.raises(TypeError, match="takes no hyperparameter 'embedding_size'"):
+        RewardModel.from_backbone(tiny_checkpoints["llama"], head="gpm", head_kwargs={"embedding_size": 4})
+    with pytest.raises(ValueError, match="even embedding_dim"):
+        RewardModel.from_backbone(tiny_checkpoints["llama"], head="gpm", head_kwargs={"embedding_dim": 5})
