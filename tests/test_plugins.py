@@ -111,7 +111,7 @@ def test_plugins_load_through_entry_points_and_a_broken_one_is_isolated(site: Pa
     # The good distribution's module registered its decorated loss; the plain function took its entry-point name.
     assert {"dpo", "plugin_hinge", "plain"} <= set(result["losses"])
     assert "broken" not in result["losses"]
-    assert result["heads"] == ["plugin_head"]
+    assert result["heads"] == ["bt", "ensemble", "gpm", "pl", "plugin_head"]
     assert result["hinge"] == ["plugin_hinge", False, "good_plugin_mod.plugin_hinge"]
     origin, requires_reference, hyperparameters = result["plain"]
     assert origin == "good-plugin (entry point 'plain')" and requires_reference and hyperparameters == ["scale"]
@@ -136,4 +136,5 @@ def test_autoload_can_be_switched_off(site: Path) -> None:
     result = json.loads(_run(site, ["-c", PROBE], TRL_PLUS_DISABLE_PLUGIN_AUTOLOAD="1").stdout)
     assert "dpo" in result["losses"]  # built-ins still load
     assert "plugin_hinge" not in result["losses"] and "plain" not in result["losses"]
-    assert result["heads"] == [] and result["errors"] == [] and result["warnings"] == []
+    assert result["heads"] == ["bt", "ensemble", "gpm", "pl"]  # built-in heads only
+    assert result["errors"] == [] and result["warnings"] == []

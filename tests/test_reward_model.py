@@ -62,3 +62,9 @@ def test_unknown_heads_and_hyperparameters_are_refused(tiny_checkpoints: dict[st
         RewardModel.from_backbone(tiny_checkpoints["llama"], head="gpm", head_kwargs={"embedding_size": 4})
     with pytest.raises(ValueError, match="even embedding_dim"):
         RewardModel.from_backbone(tiny_checkpoints["llama"], head="gpm", head_kwargs={"embedding_dim": 5})
+
+
+def test_score_and_prefer_carry_no_graph(tiny_checkpoints: dict[str, Path], rows: dict[str, list[str]]) -> None:
+    model = RewardModel.from_backbone(tiny_checkpoints["llama"], head="gpm")
+    assert not model.prefer(rows["prompts"], rows["a"], rows["b"]).requires_grad
+    assert not model.score(rows["prompts"], rows["a"]).requires_grad

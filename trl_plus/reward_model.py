@@ -178,12 +178,14 @@ class RewardModel(nn.Module):
         assert prompt is not None
         return outputs, prompt
 
+    @torch.no_grad()
     def score(self, prompts: Sequence[str], completions: Sequence[str]) -> torch.Tensor:
         """Scalar heads: one reward per completion ([N]; an ensemble gives its mean, see `summary`).
         `gpm`: the completion embeddings ([N, 2k]), to compare with `prefer` or `head.score`."""
         outputs, _ = self.outputs(prompts, completions)
         return outputs if self.head.output == "embedding" else self.head.rewards(outputs)
 
+    @torch.no_grad()
     def prefer(
         self, prompts: Sequence[str], completions_a: Sequence[str], completions_b: Sequence[str]
     ) -> torch.Tensor:
