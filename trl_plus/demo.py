@@ -147,7 +147,12 @@ def run_demo(
     sft_path = sft(base, out / "sft", task_name, steps=sft_steps, seed=seed)
     sft_vs_base = win_rate(sft_path, base, task, n=eval_prompts, seed=seed)
     print(f"      SFT vs random base: {sft_vs_base}")
-    print(f"[3/4] Preference training with loss={label} for {steps} steps (trl-plus, CPU)")
+    from trl_plus.registry import get_loss
+
+    names = [loss] if isinstance(loss, str) else loss
+    unpaired = all(get_loss(name).input_kind == "unpaired" for name in names)
+    trainer_name = "UnpairedPreferenceTrainer" if unpaired else "PreferenceTrainer"
+    print(f"[3/4] Preference training with loss={label} for {steps} steps (trl-plus {trainer_name}, CPU)")
     aligned = align(sft_path, out / label, task_name, loss=loss, steps=steps, seed=seed, loss_kwargs=loss_kwargs)
     print(f"[4/4] Oracle evaluation on {eval_prompts} held-out prompts")
     aligned_vs_sft = win_rate(aligned, sft_path, task, n=eval_prompts, seed=seed)
