@@ -26,17 +26,6 @@ else:
 LOSS_STATE_FILE = "trl_plus_loss_state.json"
 
 
-def refuse_state_kwargs(specs: Sequence[LossSpec], given: dict[str, dict[str, Any]]) -> None:
-    """A hyperparameter the trainer fills from the loss's state cannot also be set by the user."""
-    for spec in specs:
-        clash = sorted(set(spec.state_provides) & set(given.get(spec.name, {})))
-        if clash:
-            raise ValueError(
-                f"The loss {spec.name!r} gets {clash} from its running state during training; do not set it in "
-                "`loss_kwargs`. Call the loss function directly to use a fixed value."
-            )
-
-
 class LossStateMixin(_Base):
     """Holds `loss_states`, calls losses with their state's hyperparameters, and checkpoints the states."""
 

@@ -25,6 +25,7 @@ from datasets import Dataset, IterableDataset
 
 from trl_plus.registry import LossSpec, get_loss
 from trl_plus.trainers import _compat
+from trl_plus.trainers._state import LossStateMixin
 from trl_plus.trainers.logprobs import LOGPROB_PATHS, add_chunked_lm_head, logits_token_logps, resolve_logprob_path
 from trl_plus.types import LossOutput, PairedLogps, RankedLogps
 
@@ -188,7 +189,14 @@ def resolve_loss_kwargs(
             # loss's own; passing it is harmless.
             if hp_name in takes and value is not None:
                 kwargs[hp_name] = value
-        kwargs.update(per_loss.get(spec.name, {}))
+        user_given = per_loss.get(spec.name, {})
+        clash = sorted(set(spec.state_provides) & set(user_given))
+        if clash:
+            raise ValueError(
+                f"The loss {spec.name!r} gets {clash} from its running state during training; do not set it in "
+                "`loss_kwargs`. Call the loss function directly to use a fixed value."
+            )
+        kwargs.update(user_given)
         spec.check_kwargs(kwargs)
         if "beta" in kwargs and not kwargs["beta"] > 0:
             raise ValueError(f"The loss {spec.name!r} got beta={kwargs['beta']}; beta must be > 0.")
@@ -297,7 +305,7 @@ def check_preference_dataset(dataset: Dataset | IterableDataset, name: str) -> s
     return kind
 
 
-class PreferenceTrainer(_compat.DPOTrainer):
+class PreferenceTrainer(LossStateMixin, _compat.DPOTrainer):
     """Drop-in for `DPOTrainer` whose loss comes from the registry (`PreferenceConfig.loss`).
 
     Reference-free losses (SimPO, CPO, ORPO, SFT, ...) never load or run a reference model.
@@ -331,6 +339,7 @@ class PreferenceTrainer(_compat.DPOTrainer):
         self.loss_specs = [get_loss(name) for name in args.loss]  # type: ignore[union-attr]
         self.loss_weights_ = list(args.loss_weights or [1.0] * len(self.loss_specs))
         self.loss_kwargs_: dict[str, dict[str, Any]] = dict(args.loss_kwargs)  # type: ignore[arg-type]
+        self._init_loss_states(self.loss_specs)
         self.requires_reference = any(spec.requires_reference for spec in self.loss_specs)
         train_kind = check_preference_dataset(train_dataset, "train")
         self._ranked_input = train_kind == "ranked"
@@ -531,7 +540,7 @@ class PreferenceTrainer(_compat.DPOTrainer):
         reported: LossOutput | None = None
         for spec, weight in zip(self.loss_specs, self.loss_weights_, strict=True):
             loss_input = self._loss_input(spec, inputs, logps, lengths, ref_logps)
-            output = spec(loss_input, **self.loss_kwargs_[spec.name])
+            output = self._call_loss(spec, loss_input, self.loss_kwargs_[spec.name], mode == "train")
             component = output.losses.mean()
             loss = loss + weight * component
             if len(self.loss_specs) > 1:

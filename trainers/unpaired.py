@@ -21,7 +21,7 @@ from datasets import Dataset, IterableDataset, Value
 
 from trl_plus.registry import LossSpec, UnknownNameError, get_loss
 from trl_plus.trainers import _compat
-from trl_plus.trainers._state import LossStateMixin, refuse_state_kwargs
+from trl_plus.trainers._state import LossStateMixin
 from trl_plus.trainers.preference import from_trl_config, loss_names, resolve_loss_kwargs
 from trl_plus.types import LossOutput, UnpairedLogps
 
@@ -155,11 +155,7 @@ class UnpairedPreferenceConfig(_compat.KTOConfig):
             with contextlib.suppress(UnknownNameError):
                 self.loss_kwargs = {unpaired_name(key): value for key, value in self.loss_kwargs.items()}
         super().__post_init__()
-        given = self.loss_kwargs
         self.loss_kwargs = resolve_loss_kwargs(self, specs, _CONFIG_HYPERPARAMETERS)
-        if given:
-            keyed = all(isinstance(value, dict) for value in given.values())
-            refuse_state_kwargs(specs, given if keyed else {specs[0].name: given})
 
 
 class UnpairedPreferenceTrainer(LossStateMixin, _compat.KTOTrainer):

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import torch
 from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
+from trl_plus.registry import LOSSES, register_loss
 from trl_plus.synthetic import get_task
 from trl_plus.testing import first_step, max_relative_difference, perturbed_copy
 from trl_plus.trainers import PreferenceConfig, PreferenceTrainer
+from trl_plus.trainers._state import LOSS_STATE_FILE
 from trl_plus.trainers.preference import ranked_pairs
+from trl_plus.types import LossOutput, PairedLogps
 
 TASK = get_task("transitive", seed=0)
 
@@ -160,3 +165,45 @@ def test_logprob_paths_agree(llama: Path, pairs: Dataset, training_args: Any) ->
 def test_auto_path_is_chunked_on_cpu(llama: Path, pairs: Dataset, training_args: Any) -> None:
     trainer = PreferenceTrainer(str(llama), args=PreferenceConfig(loss="simpo", **training_args()), train_dataset=pairs)
     assert trainer.logprob_path == "chunked"
+
+
+@dataclass
+class _StepCount:
+    """A toy loss state: it counts training calls and hands the count to the loss as `offset`."""
+
+    provides: ClassVar[tuple[str, ...]] = ("offset",)
+    calls: int = 0
+
+    def step(self, inputs: Any, hyperparameters: dict[str, Any], *, update: bool, mean: Any) -> dict[str, Any]:
+        self.calls += int(update)
+        return {"offset": float(self.calls)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"calls": self.calls}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.calls = state["calls"]
+
+
+def test_a_paired_loss_with_state_gets_it_and_checkpoints_it(llama: Path, pairs: Dataset, training_args: Any) -> None:
+    """The state mechanism is the trainers' shared one: PreferenceTrainer fills `offset` and saves the state too."""
+    seen: list[float] = []
+
+    @register_loss("counted_test", requires_reference=False, state=_StepCount)
+    def counted_test(lp: PairedLogps, *, offset: float = 0.0) -> LossOutput:
+        seen.append(offset)
+        return LossOutput(-lp.chosen_logps / lp.chosen_lengths)
+
+    try:
+        with pytest.raises(ValueError, match=r"gets \['offset'\] from its running state"):
+            PreferenceConfig(loss="counted_test", loss_kwargs={"offset": 1.0}, **training_args())
+        config = PreferenceConfig(
+            loss="counted_test", **training_args(max_steps=2, save_strategy="steps", save_steps=2)
+        )
+        trainer = PreferenceTrainer(str(llama), args=config, train_dataset=pairs)
+        trainer.train()
+        assert seen[-2:] == [1.0, 2.0]
+        saved = json.loads((Path(config.output_dir) / "checkpoint-2" / LOSS_STATE_FILE).read_text())
+        assert saved == {"counted_test": {"calls": 2}}
+    finally:
+        LOSSES.remove("counted_test")
