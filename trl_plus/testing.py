@@ -272,6 +272,40 @@ def max_relative_difference(a: dict[str, Any], b: dict[str, Any]) -> float:
     return max(((a[n] - b[n]).abs().max() / a[n].abs().max().clamp(min=1e-12)).item() for n in a)
 
 
+def qlora_kwargs() -> dict[str, Any]:
+    """Trainer keyword arguments for QLoRA on the tiny models: an nf4 4-bit base (bitsandbytes runs it on CPU) with
+    fp32 compute, and rank-8 LoRA adapters on the attention's q and v projections."""
+    import torch
+    from peft import LoraConfig
+    from transformers import BitsAndBytesConfig
+
+    return {
+        "quantization_config": BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
+        ),
+        "peft_config": LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
+    }
+
+
+def train_adapters_only(trainer: Any) -> set[str]:
+    """Train a QLoRA trainer (see `qlora_kwargs`) and check that the first layer's q projection is 4-bit, that
+    only LoRA parameters (the B matrices among them) moved, and that the 4-bit weights kept every byte; returns the
+    names of the parameters that changed."""
+    import torch
+
+    base_layer = trainer.model.base_model.model.model.layers[0].self_attn.q_proj.base_layer
+    assert type(base_layer).__name__ == "Linear4bit", type(base_layer).__name__
+    before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+    frozen_bytes = base_layer.weight.data.clone()
+    trainer.train()
+    changed = {name for name, p in trainer.model.named_parameters() if not torch.equal(before[name], p.detach())}
+    assert changed, "no parameter changed"
+    assert all("lora_" in name for name in changed), sorted(changed)
+    assert any("lora_B" in name for name in changed), sorted(changed)
+    assert torch.equal(base_layer.weight.data, frozen_bytes), "the 4-bit base weights changed"
+    return changed
+
+
 __all__ = [
     "ARCHITECTURES",
     "FirstStep",
@@ -281,5 +315,7 @@ __all__ = [
     "make_tiny",
     "max_relative_difference",
     "perturbed_copy",
+    "qlora_kwargs",
     "tokenizer_corpus",
+    "train_adapters_only",
 ]

@@ -14,6 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from trl_plus.registry import list_losses
 from trl_plus.synthetic import get_task
+from trl_plus.testing import qlora_kwargs, train_adapters_only
 from trl_plus.trainers import PreferenceConfig, PreferenceTrainer
 
 TASK = get_task("transitive", seed=0)
@@ -89,30 +90,10 @@ def test_each_loss_raises_the_held_out_margin(loss: str, llama: Path, held_out: 
 
 @pytest.mark.parametrize("loss", ["dpo", "simpo", "plackett_luce"])
 def test_qlora_trains_the_adapters_and_leaves_the_4bit_base_frozen(loss: str, llama: Path, training_args: Any) -> None:
-    from peft import LoraConfig
-    from transformers import BitsAndBytesConfig
-
-    quantization = BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
-    )
-    lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
     data = TASK.ranked_dataset(16, k=3, seed=0) if loss == "plackett_luce" else TASK.preference_dataset(16, seed=0)
     trainer = PreferenceTrainer(
-        str(llama),
-        args=PreferenceConfig(loss=loss, **training_args(max_steps=2)),
-        train_dataset=data,
-        quantization_config=quantization,
-        peft_config=lora,
+        str(llama), args=PreferenceConfig(loss=loss, **training_args(max_steps=2)), train_dataset=data, **qlora_kwargs()
     )
-    base_layer = trainer.model.base_model.model.model.layers[0].self_attn.q_proj.base_layer
-    assert type(base_layer).__name__ == "Linear4bit"
-    before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
-    frozen_bytes = base_layer.weight.data.clone()
-    trainer.train()
-    changed = {name for name, p in trainer.model.named_parameters() if not torch.equal(before[name], p.detach())}
-    assert changed, "no parameter changed"
-    assert all("lora_" in name for name in changed), sorted(changed)
-    assert any("lora_B" in name for name in changed)
-    assert torch.equal(base_layer.weight.data, frozen_bytes)
+    train_adapters_only(trainer)
     # With PEFT there is no separate reference: it is the base with adapters disabled.
     assert trainer.ref_model is None
