@@ -11,6 +11,7 @@ from typing import Any
 
 from trl_plus.synthetic import WinRate, get_task, policy_preference_dataset, win_rate
 from trl_plus.testing import make_tiny
+from trl_plus.types import InputKind
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,17 @@ def sft(model_path: str | Path, out_dir: str | Path, task_name: str, *, steps: i
     return Path(out_dir)
 
 
+def loss_kinds(loss: str | list[str]) -> tuple[list[str], set[InputKind]]:
+    """The loss names and their input kinds; unpaired losses train on their own, with UnpairedPreferenceTrainer."""
+    from trl_plus.registry import get_loss
+
+    names = [loss] if isinstance(loss, str) else loss
+    kinds = {get_loss(name).input_kind for name in names}
+    if "unpaired" in kinds and kinds != {"unpaired"}:
+        raise ValueError(f"The demo trains unpaired losses on their own, not with paired or listwise ones: {names}.")
+    return names, kinds
+
+
 def align(
     model_path: str | Path,
     out_dir: str | Path,
@@ -74,7 +86,6 @@ def align(
     UnpairedPreferenceTrainer on the unpaired view of the same pairs, two rows per pair, so every loss sees the same
     completions per step.
     """
-    from trl_plus.registry import get_loss
     from trl_plus.trainers import (
         PreferenceConfig,
         PreferenceTrainer,
@@ -84,11 +95,8 @@ def align(
     )
 
     task = get_task(task_name, seed=seed)
-    names = [loss] if isinstance(loss, str) else loss
-    kinds = {get_loss(name).input_kind for name in names}
+    names, kinds = loss_kinds(loss)
     unpaired = kinds == {"unpaired"}
-    if "unpaired" in kinds and not unpaired:
-        raise ValueError(f"The demo trains unpaired losses on their own, not with paired or listwise ones: {names}.")
     # On-policy data: samples of the SFT model itself, labelled by the oracle (see policy_preference_dataset).
     data = policy_preference_dataset(model_path, task, 16 * steps, k=4 if "ranked" in kinds else 2, seed=seed)
     common: dict[str, Any] = dict(
@@ -147,11 +155,7 @@ def run_demo(
     sft_path = sft(base, out / "sft", task_name, steps=sft_steps, seed=seed)
     sft_vs_base = win_rate(sft_path, base, task, n=eval_prompts, seed=seed)
     print(f"      SFT vs random base: {sft_vs_base}")
-    from trl_plus.registry import get_loss
-
-    names = [loss] if isinstance(loss, str) else loss
-    unpaired = all(get_loss(name).input_kind == "unpaired" for name in names)
-    trainer_name = "UnpairedPreferenceTrainer" if unpaired else "PreferenceTrainer"
+    trainer_name = "UnpairedPreferenceTrainer" if loss_kinds(loss)[1] == {"unpaired"} else "PreferenceTrainer"
     print(f"[3/4] Preference training with loss={label} for {steps} steps (trl-plus {trainer_name}, CPU)")
     aligned = align(sft_path, out / label, task_name, loss=loss, steps=steps, seed=seed, loss_kwargs=loss_kwargs)
     print(f"[4/4] Oracle evaluation on {eval_prompts} held-out prompts")

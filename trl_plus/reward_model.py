@@ -21,6 +21,7 @@ from torch import nn
 
 from trl_plus.heads import RewardHead
 from trl_plus.registry import get_reward_head
+from trl_plus.trainers import _compat
 
 HEAD_CONFIG = "reward_head.json"
 HEAD_WEIGHTS = "reward_head.safetensors"
@@ -152,11 +153,9 @@ class RewardModel(nn.Module):
             prompt_ids = self.tokenizer(prompt)["input_ids"]
             text = completion if completion.endswith(eos) else completion + eos
             ids = self.tokenizer(prompt + text)["input_ids"]
-            shared = 0
-            while shared < min(len(prompt_ids), len(ids)) and prompt_ids[shared] == ids[shared]:
-                shared += 1
             rows.append(ids)
-            prompt_lengths.append(max(shared, 1))
+            # The prompt ends where its tokens stop matching (a completion can merge with the prompt's last token).
+            prompt_lengths.append(max(_compat.common_prefix_length(prompt_ids, ids), 1))
         width = max(len(ids) for ids in rows)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
