@@ -14,12 +14,13 @@ from typing import Any
 
 import torch
 from accelerate.utils import is_peft_model
-from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer, unpair_preference_dataset
+from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer, RewardConfig, RewardTrainer, unpair_preference_dataset
 from trl.data_utils import is_conversational
 from trl.kernels.chunked_logprob import _use_triton
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer import dpo_trainer as _dpo_module
 from trl.trainer import kto_trainer as _kto_module
+from trl.trainer import reward_trainer as _reward_module
 from trl.trainer.dpo_trainer import DataCollatorForPreference, _tokenize, common_prefix_length
 from trl.trainer.utils import FusedCausalLMOutput, add_fused_lm_head, pad, use_adapter
 
@@ -32,7 +33,11 @@ __all__ = [
     "FusedCausalLMOutput",
     "KTOConfig",
     "KTOTrainer",
+    "RewardCollator",
+    "RewardConfig",
+    "RewardTrainer",
     "add_fused_lm_head",
+    "backbone_of_causal_lm",
     "common_prefix_length",
     "disable_gradient_checkpointing",
     "dpo_init_without",
@@ -40,6 +45,7 @@ __all__ = [
     "is_peft_model",
     "pad",
     "quiet_kto_weight_warning",
+    "reward_init_with",
     "tokenize",
     "triton_runs_on",
     "unpair_preference_dataset",
@@ -48,6 +54,8 @@ __all__ = [
 
 
 tokenize = _tokenize
+# The reward trainer's own pairwise collator (chosen rows, then rejected rows, and the optional margins).
+RewardCollator = _reward_module.DataCollatorForPreference
 
 
 def triton_runs_on(device: torch.device) -> bool:
@@ -99,3 +107,48 @@ def quiet_kto_weight_warning() -> Iterator[None]:
         yield
     finally:
         logger.removeFilter(keep)
+
+
+@contextlib.contextmanager
+def reward_init_with(args: RewardConfig, model: Any) -> Iterator[None]:
+    """Run `RewardTrainer.__init__` on a `RewardModel` that trl-plus has already built (backbone, head, PEFT).
+
+    - `model_init_kwargs` were used to load the backbone; hidden, so TRL does not warn that they are ignored.
+    - TRL requires `config.num_labels == 1` of an instantiated model (a sequence-classification head with one
+      output). A RewardModel's outputs come from its head, so the backbone's config passes the check for the
+      duration of init and keeps its own labels afterwards.
+    """
+    saved_kwargs = args.model_init_kwargs
+    config = model.config
+    saved_labels = (config.id2label, config.label2id)
+    args.model_init_kwargs = None
+    config.num_labels = 1
+    try:
+        yield
+    finally:
+        args.model_init_kwargs = saved_kwargs
+        config.id2label, config.label2id = saved_labels
+
+
+@contextlib.contextmanager
+def backbone_of_causal_lm(name: str, load_kwargs: dict[str, Any]) -> Iterator[None]:
+    """Load `AutoModel` from a causal-LM checkpoint without transformers' report that `lm_head.*` went unused: a
+    reward model keeps the backbone and drops the LM head on purpose (as TRL's RewardTrainer does for its
+    sequence-classification head)."""
+    from transformers import AutoConfig, AutoModel
+
+    try:
+        config = AutoConfig.from_pretrained(name, revision=load_kwargs.get("revision"))
+        model_class: Any = AutoModel._model_mapping[type(config)]
+    except (OSError, KeyError, ValueError):  # let from_pretrained raise its own error
+        yield
+        return
+    saved = model_class.__dict__.get("_keys_to_ignore_on_load_unexpected")
+    model_class._keys_to_ignore_on_load_unexpected = [*(saved or []), r"^lm_head\."]
+    try:
+        yield
+    finally:
+        if saved is None:
+            del model_class._keys_to_ignore_on_load_unexpected
+        else:
+            model_class._keys_to_ignore_on_load_unexpected = saved

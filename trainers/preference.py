@@ -445,28 +445,9 @@ class PreferenceTrainer(LossStateMixin, _compat.DPOTrainer):
         first = next(iter(dataset))
         if dataset_kind(first) != "ranked":
             return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
-        if "completion_ids" in first:
-            return dataset
-        eos = self._tokenizer.eos_token
-
-        def tokenize(example: dict[str, Any]) -> dict[str, Any]:
-            prompt = example["prompt"]
-            conversational = _compat.is_conversational({"prompt": prompt})
-            if conversational:
-                prompt_ids = _compat.tokenize(processing_class, prompt, add_generation_prompt=True)["input_ids"]
-                full = [_compat.tokenize(processing_class, prompt + c)["input_ids"] for c in example["completions"]]
-            else:
-                texts = [c if c.endswith(eos) else c + eos for c in example["completions"]]
-                prompt_ids = _compat.tokenize(processing_class, prompt)["input_ids"]
-                full = [_compat.tokenize(processing_class, prompt + c)["input_ids"] for c in texts]
-            # As in TRL: the completion starts where the prompt alone and prompt + completion diverge.
-            prompt_len = min(_compat.common_prefix_length(prompt_ids, ids) for ids in full)
-            return {"prompt_ids": prompt_ids[:prompt_len], "completion_ids": [ids[prompt_len:] for ids in full]}
-
-        map_kwargs: dict[str, Any] = {}
-        if isinstance(dataset, Dataset):
-            map_kwargs = {"num_proc": args.dataset_num_proc, "desc": f"Tokenizing {dataset_name} dataset"}
-        return dataset.map(tokenize, **map_kwargs)
+        return tokenize_ranked(
+            dataset, processing_class, self._tokenizer.eos_token, args.dataset_num_proc, dataset_name
+        )
 
     def _set_signature_columns_if_needed(self) -> None:
         super()._set_signature_columns_if_needed()
@@ -662,6 +643,33 @@ class PreferenceTrainer(LossStateMixin, _compat.DPOTrainer):
             correct = gather((chosen_top1 & chosen_mask).sum()).sum()
             count = gather(chosen_mask.sum()).sum()
             self._metrics[mode]["mean_token_accuracy"].append((correct / count).item() if count > 0 else 0.0)
+
+
+def tokenize_ranked(
+    dataset: Any, processing_class: Any, eos_token: str, num_proc: int | None, dataset_name: str
+) -> Any:
+    """Tokenise a ranked dataset into `prompt_ids` and `completion_ids` (one list per completion, best first), as TRL
+    tokenises pairs: plain completions get the eos appended; the completion starts where the prompt alone and
+    prompt + completion diverge. Already tokenised datasets pass through."""
+    if "completion_ids" in next(iter(dataset)):
+        return dataset
+
+    def tokenize(example: dict[str, Any]) -> dict[str, Any]:
+        prompt = example["prompt"]
+        if _compat.is_conversational({"prompt": prompt}):
+            prompt_ids = _compat.tokenize(processing_class, prompt, add_generation_prompt=True)["input_ids"]
+            full = [_compat.tokenize(processing_class, prompt + c)["input_ids"] for c in example["completions"]]
+        else:
+            texts = [c if c.endswith(eos_token) else c + eos_token for c in example["completions"]]
+            prompt_ids = _compat.tokenize(processing_class, prompt)["input_ids"]
+            full = [_compat.tokenize(processing_class, prompt + c)["input_ids"] for c in texts]
+        prompt_len = min(_compat.common_prefix_length(prompt_ids, ids) for ids in full)
+        return {"prompt_ids": prompt_ids[:prompt_len], "completion_ids": [ids[prompt_len:] for ids in full]}
+
+    map_kwargs: dict[str, Any] = {}
+    if isinstance(dataset, Dataset):
+        map_kwargs = {"num_proc": num_proc, "desc": f"Tokenizing {dataset_name} dataset"}
+    return dataset.map(tokenize, **map_kwargs)
 
 
 def ranked_pairs(rank_index: torch.Tensor, adjacent: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

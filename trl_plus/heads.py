@@ -27,15 +27,24 @@ from trl_plus.registry import register_reward_head
 from trl_plus.types import LossOutput
 
 
+def preference_nll(logits: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+    """−log P(chosen ≻ rejected) from its log-odds; with a soft `target` t = P*(chosen ≻ rejected) (e.g. the mean
+    of several annotators), the cross-entropy −t·log σ(x) − (1 − t)·log σ(−x). t = 1 is the hard label."""
+    if target is None:
+        return -F.logsigmoid(logits)
+    return -(target * F.logsigmoid(logits) + (1 - target) * F.logsigmoid(-logits))
+
+
 def bradley_terry_loss(
     chosen: torch.Tensor,
     rejected: torch.Tensor,
     margin: torch.Tensor | None = None,
     center_rewards_coefficient: float | None = None,
+    target: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Per-pair −log σ(r_c − r_r − m) [+ c·(r_c + r_r)²], shape [B]."""
+    """Per-pair −log σ(r_c − r_r − m) [+ c·(r_c + r_r)²], shape [B]; a soft `target` as in `preference_nll`."""
     difference = chosen - rejected - (0 if margin is None else margin)
-    losses = -F.logsigmoid(difference)
+    losses = preference_nll(difference, target)
     if center_rewards_coefficient is not None:
         losses = losses + center_rewards_coefficient * (chosen + rejected) ** 2
     return losses
@@ -71,7 +80,10 @@ class RewardHead(nn.Module):
         rejected: torch.Tensor,
         prompt: torch.Tensor | None = None,
         margin: torch.Tensor | None = None,
+        target: torch.Tensor | None = None,
     ) -> LossOutput:
+        """Per-pair losses for `forward` outputs of chosen and rejected; `margin` [B] is subtracted from the
+        preference log-odds (as TRL's margin), `target` [B] gives soft labels P*(chosen ≻ rejected)."""
         raise NotImplementedError
 
 
@@ -95,8 +107,9 @@ class BradleyTerryHead(RewardHead):
         rejected: torch.Tensor,
         prompt: torch.Tensor | None = None,
         margin: torch.Tensor | None = None,
+        target: torch.Tensor | None = None,
     ) -> LossOutput:
-        losses = bradley_terry_loss(chosen, rejected, margin, self.center_rewards_coefficient)
+        losses = bradley_terry_loss(chosen, rejected, margin, self.center_rewards_coefficient, target)
         return LossOutput(losses, chosen.detach(), rejected.detach())
 
 
@@ -156,9 +169,10 @@ class GeneralPreferenceHead(RewardHead):
         rejected: torch.Tensor,
         prompt: torch.Tensor | None = None,
         margin: torch.Tensor | None = None,
+        target: torch.Tensor | None = None,
     ) -> LossOutput:
         logits = self.score(chosen, rejected, prompt) / self.tau
-        losses = -F.logsigmoid(logits - (0 if margin is None else margin))
+        losses = preference_nll(logits - (0 if margin is None else margin), target)
         return LossOutput(losses, metrics={"logit": logits.detach().mean()})
 
 
@@ -193,8 +207,14 @@ class EnsembleHead(RewardHead):
         rejected: torch.Tensor,
         prompt: torch.Tensor | None = None,
         margin: torch.Tensor | None = None,
+        target: torch.Tensor | None = None,
     ) -> LossOutput:
-        per_head = bradley_terry_loss(chosen, rejected, None if margin is None else margin[:, None])
+        per_head = bradley_terry_loss(
+            chosen,
+            rejected,
+            None if margin is None else margin[:, None],
+            target=None if target is None else target[:, None],
+        )
         if self.bootstrap and self.training:
             weights = torch.poisson(torch.ones_like(per_head))
             losses = (weights * per_head).sum(-1) / self.num_heads

@@ -27,10 +27,21 @@ HEAD_CONFIG = "reward_head.json"
 HEAD_WEIGHTS = "reward_head.safetensors"
 
 
+POOLINGS = ("last", "mean")
+
+
 def last_token_states(hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """hidden [B, T, H] at position lengths − 1 of each row (right padding), [B, H]."""
     index = (lengths - 1).clamp(min=0).to(hidden.device)
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
+
+
+def completion_mean_states(hidden: torch.Tensor, attention_mask: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+    """The mean of hidden [B, T, H] over each row's completion tokens (from `starts` to the last real token)."""
+    positions = torch.arange(hidden.shape[1], device=hidden.device)
+    mask = attention_mask.bool() & (positions[None, :] >= starts.to(hidden.device)[:, None])
+    weights = mask.to(hidden.dtype)
+    return (hidden * weights[..., None]).sum(1) / weights.sum(1, keepdim=True).clamp(min=1)
 
 
 class RewardModel(nn.Module):
@@ -43,8 +54,12 @@ class RewardModel(nn.Module):
         head_name: str,
         head_kwargs: dict[str, Any] | None = None,
         tokenizer: Any = None,
+        pooling: str = "last",
     ) -> None:
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
+        self.pooling = pooling
         self.backbone = backbone
         self.head = head
         self.head_name = head_name
@@ -62,6 +77,7 @@ class RewardModel(nn.Module):
         head_kwargs: dict[str, Any] | None = None,
         *,
         tokenizer: Any = None,
+        pooling: str = "last",
         **load_kwargs: Any,
     ) -> RewardModel:
         """A new reward model: the backbone of `model` (a path, a Hub id or a loaded model; a causal LM gives its
@@ -73,12 +89,13 @@ class RewardModel(nn.Module):
         kwargs = dict(head_kwargs or {})
         spec.check_kwargs(kwargs)
         if isinstance(model, (str, Path)):
-            backbone = AutoModel.from_pretrained(str(model), **load_kwargs)
+            with _compat.backbone_of_causal_lm(str(model), load_kwargs):
+                backbone = AutoModel.from_pretrained(str(model), **load_kwargs)
             tokenizer = tokenizer or AutoTokenizer.from_pretrained(str(model))
         else:
             backbone = model.get_decoder() if hasattr(model, "get_decoder") and hasattr(model, "lm_head") else model
         hidden_size = backbone.config.get_text_config().hidden_size
-        return cls(backbone, spec.build(hidden_size, **kwargs), spec.name, kwargs, tokenizer)
+        return cls(backbone, spec.build(hidden_size, **kwargs), spec.name, kwargs, tokenizer, pooling)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, head: str | None = None, **load_kwargs: Any) -> RewardModel:
@@ -98,12 +115,14 @@ class RewardModel(nn.Module):
                 f"{path} was saved with the {spec.name!r} head, not {head!r}. Load it with head={spec.name!r} (or "
                 "no head), or train a new reward model with the head you want."
             )
-        backbone = AutoModel.from_pretrained(str(path), **load_kwargs)
+        with _compat.backbone_of_causal_lm(str(path), load_kwargs):
+            backbone = AutoModel.from_pretrained(str(path), **load_kwargs)
         hidden_size = backbone.config.get_text_config().hidden_size
         module = spec.build(hidden_size, **saved["head_kwargs"])
         module.load_state_dict(load_file(str(path / HEAD_WEIGHTS)))
         tokenizer = AutoTokenizer.from_pretrained(str(path)) if (path / "tokenizer_config.json").exists() else None
-        return cls(backbone, module.to(backbone.device), spec.name, saved["head_kwargs"], tokenizer)
+        pooling = saved.get("pooling", "last")
+        return cls(backbone, module.to(backbone.device), spec.name, saved["head_kwargs"], tokenizer, pooling)
 
     def save_pretrained(self, path: str | Path, **kwargs: Any) -> None:
         path = Path(path)
@@ -113,8 +132,48 @@ class RewardModel(nn.Module):
         state = {name: tensor.detach().contiguous().cpu() for name, tensor in self.head.state_dict().items()}
         save_file(state, str(path / HEAD_WEIGHTS))
         (path / HEAD_CONFIG).write_text(
-            json.dumps({"head": self.head_name, "head_kwargs": self.head_kwargs}, indent=2) + "\n"
+            json.dumps({"head": self.head_name, "head_kwargs": self.head_kwargs, "pooling": self.pooling}, indent=2)
+            + "\n"
         )
+
+    def load_weights(self, path: str | Path) -> None:
+        """Load the weights `save_pretrained` wrote to `path` into this model (a PEFT backbone loads its adapters);
+        the trainer resumes checkpoints with it."""
+        from transformers.trainer_utils import load_sharded_checkpoint
+
+        path = Path(path)
+        if _compat.is_peft_model(self.backbone):
+            from peft import load_peft_weights, set_peft_model_state_dict
+
+            set_peft_model_state_dict(self.backbone, load_peft_weights(str(path), device=str(self.head_device)))
+        elif (path / "model.safetensors").is_file():
+            self.backbone.load_state_dict(load_file(str(path / "model.safetensors"), device=str(self.head_device)))
+        else:
+            load_sharded_checkpoint(self.backbone, str(path))
+        self.head.load_state_dict(load_file(str(path / HEAD_WEIGHTS), device=str(self.head_device)))
+
+    @property
+    def head_device(self) -> torch.device:
+        return next(self.head.parameters()).device
+
+    # ---- what transformers' Trainer asks of a model (delegated to the backbone) ---------------------------------
+
+    @property
+    def supports_gradient_checkpointing(self) -> bool:
+        return bool(getattr(self.backbone, "supports_gradient_checkpointing", False))
+
+    def gradient_checkpointing_enable(self, **kwargs: Any) -> None:
+        self.backbone.gradient_checkpointing_enable(**kwargs)
+
+    def gradient_checkpointing_disable(self) -> None:
+        self.backbone.gradient_checkpointing_disable()
+
+    def enable_input_require_grads(self) -> None:
+        self.backbone.enable_input_require_grads()
+
+    def add_model_tags(self, tags: list[str] | str) -> None:
+        if hasattr(self.backbone, "add_model_tags"):
+            self.backbone.add_model_tags(tags)
 
     # ---- computation ------------------------------------------------------------------------------------------
 
@@ -127,7 +186,12 @@ class RewardModel(nn.Module):
         """(response states [B, H], prompt states [B, H] or None), in the head's dtype."""
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
         dtype = next(self.head.parameters()).dtype
-        response = last_token_states(hidden, attention_mask.sum(-1)).to(dtype)
+        if self.pooling == "mean":
+            if prompt_lengths is None:
+                raise ValueError("pooling='mean' averages the completion's tokens and needs `prompt_lengths`.")
+            response = completion_mean_states(hidden, attention_mask, prompt_lengths).to(dtype)
+        else:
+            response = last_token_states(hidden, attention_mask.sum(-1)).to(dtype)
         prompt = None if prompt_lengths is None else last_token_states(hidden, prompt_lengths).to(dtype)
         return response, prompt
 
@@ -142,17 +206,31 @@ class RewardModel(nn.Module):
         response, prompt = self.encode(input_ids, attention_mask, prompt_lengths)
         return self.head(response, prompt), prompt
 
+    def _ids(self, prompt: Any, completion: Any) -> tuple[list[int], list[int]]:
+        """(prompt ids, prompt + completion ids), tokenised as RewardModelTrainer tokenises its data: plain text gets
+        the eos appended; chat messages go through the tokenizer's chat template."""
+        if _compat.is_conversational({"prompt": prompt}):
+            prompt_ids = _compat.tokenize(self.tokenizer, prompt, add_generation_prompt=True)["input_ids"]
+            return prompt_ids, _compat.tokenize(self.tokenizer, [*prompt, *completion])["input_ids"]
+        if not isinstance(prompt, str) or not isinstance(completion, str):
+            raise TypeError(
+                "Prompts and completions must both be strings, or both be lists of chat messages; got "
+                f"{type(prompt).__name__} and {type(completion).__name__}."
+            )
+        eos = self.tokenizer.eos_token or ""
+        text = prompt + (completion if completion.endswith(eos) else completion + eos)
+        return _compat.tokenize(self.tokenizer, prompt)["input_ids"], _compat.tokenize(self.tokenizer, text)[
+            "input_ids"
+        ]
+
     def _tokenize(self, prompts: Sequence[Any], completions: Sequence[Any]) -> dict[str, torch.Tensor]:
         if self.tokenizer is None:
             raise ValueError("This RewardModel has no tokenizer; pass tokenizer= to from_backbone.")
         if len(prompts) != len(completions):
             raise ValueError(f"Got {len(prompts)} prompts for {len(completions)} completions.")
-        eos = self.tokenizer.eos_token or ""
         rows, prompt_lengths = [], []
         for prompt, completion in zip(prompts, completions, strict=True):
-            prompt_ids = self.tokenizer(prompt)["input_ids"]
-            text = completion if completion.endswith(eos) else completion + eos
-            ids = self.tokenizer(prompt + text)["input_ids"]
+            prompt_ids, ids = self._ids(prompt, completion)
             rows.append(ids)
             # The prompt ends where its tokens stop matching (a completion can merge with the prompt's last token).
             prompt_lengths.append(max(_compat.common_prefix_length(prompt_ids, ids), 1))
@@ -171,14 +249,14 @@ class RewardModel(nn.Module):
         }
 
     @torch.no_grad()
-    def outputs(self, prompts: Sequence[str], completions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The head's outputs and the prompt states for plain-text prompt/completion pairs."""
+    def outputs(self, prompts: Sequence[Any], completions: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head's outputs and the prompt states for prompt/completion pairs (plain text or chat messages)."""
         outputs, prompt = self(**self._tokenize(prompts, completions))
         assert prompt is not None
         return outputs, prompt
 
     @torch.no_grad()
-    def score(self, prompts: Sequence[str], completions: Sequence[str]) -> torch.Tensor:
+    def score(self, prompts: Sequence[Any], completions: Sequence[Any]) -> torch.Tensor:
         """Scalar heads: one reward per completion ([N]; an ensemble gives its mean, see `summary`).
         `gpm`: the completion embeddings ([N, 2k]), to compare with `prefer` or `head.score`."""
         outputs, _ = self.outputs(prompts, completions)
@@ -186,9 +264,67 @@ class RewardModel(nn.Module):
 
     @torch.no_grad()
     def prefer(
-        self, prompts: Sequence[str], completions_a: Sequence[str], completions_b: Sequence[str]
+        self, prompts: Sequence[Any], completions_a: Sequence[Any], completions_b: Sequence[Any]
     ) -> torch.Tensor:
         """P(a ≻ b) per prompt, [N]; prefer(a, b) = 1 − prefer(b, a) for every head."""
         a, prompt = self.outputs(prompts, completions_a)
         b, _ = self.outputs(prompts, completions_b)
         return self.head.prefer(a, b, prompt)
+
+
+class RewardFunction:
+    """A RewardModel as a reward function for TRL's online trainers: `GRPOTrainer(reward_funcs=[RewardFunction(rm)])`
+    (or `RLOOTrainer`). Called with `prompts` and `completions` (plain text or chat messages), it returns one float
+    per completion:
+
+    - scalar heads (`bt`, `pl`): the reward; `ensemble`: the mean, or mean − k·std with `reduce="conservative"`;
+    - `gpm`, which has no scalar reward: the completion's mean P(completion ≻ other) against the other completions
+      of the same prompt in the call (GRPO and RLOO sample a group per prompt); ½ for a completion with no other.
+      Under several processes a group can be split across them; each process compares within what it sees.
+
+    The model is put in eval mode (no dropout, no ensemble bootstrap).
+    """
+
+    def __init__(self, model: RewardModel, *, reduce: str = "mean", batch_size: int = 32) -> None:
+        if reduce not in ("mean", "conservative"):
+            raise ValueError(f"reduce must be 'mean' or 'conservative', got {reduce!r}.")
+        if reduce == "conservative" and model.head_name != "ensemble":
+            raise ValueError(f"reduce='conservative' needs the ensemble head; this model has {model.head_name!r}.")
+        self.model, self.reduce, self.batch_size = model.eval(), reduce, batch_size
+        # TRL names each reward function's logged metrics after `__name__`.
+        self.__name__ = f"reward_model_{model.head_name}"
+
+    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **_: Any) -> list[float]:
+        outputs, states = [], []
+        for start in range(0, len(prompts), self.batch_size):
+            part = slice(start, start + self.batch_size)
+            output, state = self.model.outputs(prompts[part], completions[part])
+            outputs.append(output)
+            states.append(state)
+        output, state = torch.cat(outputs), torch.cat(states)
+        head = self.model.head
+        if head.output == "embedding":
+            return self._group_win_rates(prompts, output, state)
+        if self.reduce == "conservative":
+            return head.summary(output)["conservative"].float().tolist()  # type: ignore[operator]
+        return head.rewards(output).float().tolist()
+
+    def _group_win_rates(self, prompts: Sequence[Any], embeddings: torch.Tensor, states: torch.Tensor) -> list[float]:
+        groups: dict[str, list[int]] = {}
+        for index, prompt in enumerate(prompts):
+            groups.setdefault(json.dumps(prompt, sort_keys=True), []).append(index)
+        rewards = [0.5] * len(prompts)
+        for members in groups.values():
+            if len(members) < 2:
+                continue
+            group = torch.tensor(members, device=embeddings.device)
+            size = len(members)
+            a = embeddings[group][:, None].expand(size, size, -1)
+            b = embeddings[group][None, :].expand(size, size, -1)
+            state = states[group][:, None].expand(size, size, -1)
+            with torch.no_grad():
+                wins = self.model.head.prefer(a, b, state)  # wins[i, j] = P(i ≻ j); the diagonal is ½
+            mean_wins = (wins.sum(-1) - wins.diagonal()) / (size - 1)
+            for member, value in zip(members, mean_wins.float().tolist(), strict=True):
+                rewards[member] = value
+        return rewards
