@@ -1,4 +1,4 @@
-"""`trl-plus train`: flags and YAML through TRL's parser into PreferenceTrainer or UnpairedPreferenceTrainer."""
+"""`trl-plus train`: flags and YAML through TRL's parser into the preference, unpaired and reward-model trainers."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 import trl_plus.train as train_module
 from trl_plus import cli
+from trl_plus.reward_model import RewardModel
 from trl_plus.synthetic import get_task
 from trl_plus.train import load_preference_dataset, main, make_parser
 from trl_plus.trainers.unpaired import UnpairedPreferenceTrainer
@@ -172,9 +173,23 @@ def test_unpaired_trainer_from_flags_and_yaml(
     assert bco.args.loss == ["bco"] and bco.loss_states["bco"].state_dict()["count"] == 2  # pairs, unpaired on the fly
 
 
+def test_reward_trainer_from_flags(tiny_checkpoints: dict[str, Path], tmp_path: Path, recorded: list[Any]) -> None:
+    """`--trainer reward` parses RewardModelConfig (head, head_kwargs as JSON, pooling, soft labels) and saves a
+    RewardModel that loads with its head."""
+    out = tmp_path / "gpm"
+    argv = ["--trainer", "reward", "--model_name_or_path", str(tiny_checkpoints["llama"]), "--output_dir", str(out)]
+    argv += ["--dataset_name", "synthetic:cyclic", "--synthetic_train_size", "16", "--synthetic_win_prob"]
+    argv += ["--head", "gpm", "--head_kwargs", '{"embedding_dim": 4}', "--pooling", "mean", "--max_steps", "2", *FAST]
+    assert main(argv) == 0
+    (trainer,) = recorded
+    assert trainer.args.head_kwargs == {"embedding_dim": 4} and trainer.train_dataset[0]["chosen_win_prob"] > 0
+    loaded = RewardModel.from_pretrained(out, head="gpm")
+    assert loaded.pooling == "mean" and loaded.head.embedding_dim == 4
+
+
 def test_unknown_trainer_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["train", "--trainer", "kto"]) == 2
-    assert "`--trainer` must be one of ['preference', 'unpaired'], got 'kto'" in capsys.readouterr().err
+    assert "`--trainer` must be one of ['preference', 'reward', 'unpaired'], got 'kto'" in capsys.readouterr().err
 
 
 def test_missing_model_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

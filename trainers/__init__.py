@@ -10,7 +10,19 @@ __all__ = [
     "DataCollatorForRankedPreference",
     "PreferenceConfig",
     "PreferenceTrainer",
+    "RewardModelConfig",
+    "RewardModelTrainer",
     "UnpairedPreferenceConfig",
     "UnpairedPreferenceTrainer",
     "unpaired_view",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # `trl_plus.reward_model` imports `_compat` from this package, and the reward trainer imports `reward_model`:
+    # loading the reward trainer on first use keeps either import order working.
+    if name in ("RewardModelConfig", "RewardModelTrainer"):
+        from trl_plus.trainers import reward
+
+        return getattr(reward, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

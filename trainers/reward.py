@@ -416,7 +416,14 @@ def _init_fields(config_class: type) -> list[str]:
 
 
 def _with_adapters(backbone: Any, peft_config: Any, args: RewardModelConfig) -> Any:
-    """PEFT adapters on the backbone alone: the head is an ordinary module next to it, trained in full."""
+    """PEFT adapters on the backbone alone: the head is an ordinary module next to it and trains in full.
+
+    The backbone is a bare `AutoModel`, so the config's `task_type` (a TRL script may say SEQ_CLS or CAUSAL_LM) is
+    dropped, and so is `score` from `modules_to_save`: it names the head of TRL's sequence-classification model,
+    which a RewardModel does not have (its head trains anyway).
+    """
+    import dataclasses
+
     from peft import PeftConfig, get_peft_model
 
     if not isinstance(peft_config, PeftConfig):
@@ -426,13 +433,11 @@ def _with_adapters(backbone: Any, peft_config: Any, args: RewardModelConfig) -> 
             "The backbone already has PEFT adapters and a peft_config was passed too; merge and unload the adapters "
             "first, or pass no peft_config."
         )
-    modules_to_save = getattr(peft_config, "modules_to_save", None)
-    if modules_to_save:
-        raise ValueError(
-            "RewardModelTrainer trains the reward head in full already; `modules_to_save` in the peft_config would "
-            f"target backbone modules ({modules_to_save}). Remove it."
-        )
-    backbone = get_peft_model(backbone, peft_config)
+    modules = [name for name in (getattr(peft_config, "modules_to_save", None) or []) if name != "score"]
+    changes: dict[str, Any] = {"task_type": None}
+    if hasattr(peft_config, "modules_to_save"):
+        changes["modules_to_save"] = modules or None
+    backbone = get_peft_model(backbone, dataclasses.replace(peft_config, **changes))
     if args.gradient_checkpointing:
         backbone.enable_input_require_grads()
     return backbone

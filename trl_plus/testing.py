@@ -287,20 +287,22 @@ def qlora_kwargs() -> dict[str, Any]:
     }
 
 
-def train_adapters_only(trainer: Any) -> set[str]:
+def train_adapters_only(trainer: Any, *, layers: Any = None, also_trained: tuple[str, ...] = ()) -> set[str]:
     """Train a QLoRA trainer (see `qlora_kwargs`) and check that the first layer's q projection is 4-bit, that
-    only LoRA parameters (the B matrices among them) moved, and that the 4-bit weights kept every byte; returns the
-    names of the parameters that changed."""
+    only LoRA parameters (the B matrices among them) and those named `also_trained*` moved, and that the 4-bit
+    weights kept every byte; returns the names of the parameters that changed. `layers`: the decoder layers
+    (default: those of a PEFT-wrapped causal LM)."""
     import torch
 
-    base_layer = trainer.model.base_model.model.model.layers[0].self_attn.q_proj.base_layer
+    layers = trainer.model.base_model.model.model.layers if layers is None else layers
+    base_layer = layers[0].self_attn.q_proj.base_layer
     assert type(base_layer).__name__ == "Linear4bit", type(base_layer).__name__
     before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
     frozen_bytes = base_layer.weight.data.clone()
     trainer.train()
     changed = {name for name, p in trainer.model.named_parameters() if not torch.equal(before[name], p.detach())}
     assert changed, "no parameter changed"
-    assert all("lora_" in name for name in changed), sorted(changed)
+    assert all("lora_" in name or name.startswith(also_trained) for name in changed), sorted(changed)
     assert any("lora_B" in name for name in changed), sorted(changed)
     assert torch.equal(base_layer.weight.data, frozen_bytes), "the 4-bit base weights changed"
     return changed

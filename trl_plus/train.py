@@ -1,16 +1,19 @@
-"""`trl-plus train`: train with `PreferenceTrainer` (or, with `--trainer unpaired`, `UnpairedPreferenceTrainer`) from
-TRL-style flags or a YAML config.
+"""`trl-plus train`: train with `PreferenceTrainer` (or, with `--trainer unpaired`, `UnpairedPreferenceTrainer`; with
+`--trainer reward`, `RewardModelTrainer`) from TRL-style flags or a YAML config.
 
 The arguments are TRL's own: `ScriptArguments` (the dataset), `ModelConfig` (model, dtype, 4/8-bit, LoRA) and
 `PreferenceConfig` (every `DPOConfig`/`TrainingArguments` field plus `loss`, `loss_kwargs`, `logprob_path`, ...;
 with `--trainer unpaired`, `UnpairedPreferenceConfig`: every `KTOConfig` field plus `loss`, `loss_weights`,
-`loss_kwargs`), parsed by `trl.TrlParser`, so any field works as a `--flag` or as a key of the `--config` YAML file,
-and flags override the file. Examples:
+`loss_kwargs`; with `--trainer reward`, `RewardModelConfig`: every `RewardConfig` field plus `head`, `head_kwargs`,
+`pooling`, `head_learning_rate`), parsed by `trl.TrlParser`, so any field works as a `--flag` or as a key of the
+`--config` YAML file, and flags override the file. Examples:
 
     trl-plus train --model_name_or_path runs/demo/sft --dataset_name synthetic:transitive \\
         --loss simpo --output_dir runs/simpo --use_cpu --report_to none
     trl-plus train --trainer unpaired --loss kto --model_name_or_path runs/demo/sft \\
         --dataset_name synthetic:transitive --synthetic_format unpaired --output_dir runs/kto --use_cpu
+    trl-plus train --trainer reward --head gpm --model_name_or_path runs/demo/sft \\
+        --dataset_name synthetic:cyclic --synthetic_win_prob --output_dir runs/gpm --use_cpu --bf16 false
     trl-plus train --config my.yaml --learning_rate 1e-5
     python -m trl_plus.train --config my.yaml
     accelerate launch --config_file scripts/accelerate/multi_gpu.yaml -m trl_plus.train --config my.yaml
@@ -34,6 +37,7 @@ from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
 
 from trl_plus.trainers.preference import PreferenceConfig, PreferenceTrainer
+from trl_plus.trainers.reward import RewardModelConfig, RewardModelTrainer
 from trl_plus.trainers.unpaired import UnpairedPreferenceConfig, UnpairedPreferenceTrainer
 
 SYNTHETIC_PREFIX = "synthetic:"
@@ -42,6 +46,7 @@ _DATA_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet",
 TRAINERS: dict[str, tuple[type, type]] = {
     "preference": (PreferenceConfig, PreferenceTrainer),
     "unpaired": (UnpairedPreferenceConfig, UnpairedPreferenceTrainer),
+    "reward": (RewardModelConfig, RewardModelTrainer),
 }
 
 
@@ -53,7 +58,8 @@ class TrainScriptArguments(ScriptArguments):
         default="preference",
         metadata={
             "help": "`preference`: PreferenceTrainer (DPOTrainer's loop; paired and ranked data). `unpaired`: "
-            "UnpairedPreferenceTrainer (KTOTrainer's loop; thumbs-up/down rows) with its KTOConfig fields.",
+            "UnpairedPreferenceTrainer (KTOTrainer's loop; thumbs-up/down rows) with its KTOConfig fields. `reward`: "
+            "RewardModelTrainer (RewardTrainer's loop; a reward model with any registered head).",
             "choices": sorted(TRAINERS),
         },
     )
@@ -82,6 +88,13 @@ class TrainScriptArguments(ScriptArguments):
     synthetic_task_seed: int = field(
         default=0,
         metadata={"help": "With `synthetic:<task>`: seed of the task's hidden oracle (as `trl-plus win-rate`)."},
+    )
+    synthetic_win_prob: bool = field(
+        default=False,
+        metadata={
+            "help": "With `synthetic:<task>` pairs: add the oracle's P(chosen ≻ rejected) as column `chosen_win_prob` "
+            "(soft labels for reward models; SPPO's estimate)."
+        },
     )
     synthetic_conversational: bool = field(
         default=False, metadata={"help": "With `synthetic:<task>`: chat messages instead of plain text."}
@@ -156,7 +169,9 @@ def synthetic_dataset(task_name: str, script_args: TrainScriptArguments) -> Data
         elif script_args.synthetic_format == "unpaired":
             splits[split] = task.unpaired_dataset(size, seed=seed, conversational=conversational)
         else:
-            splits[split] = task.preference_dataset(size, seed=seed, conversational=conversational)
+            splits[split] = task.preference_dataset(
+                size, seed=seed, conversational=conversational, oracle_column=script_args.synthetic_win_prob
+            )
     return DatasetDict(splits)
 
 
@@ -229,7 +244,7 @@ def _check_model(model_args: ModelConfig) -> str:
 
 def train(
     script_args: TrainScriptArguments,
-    training_args: PreferenceConfig | UnpairedPreferenceConfig,
+    training_args: PreferenceConfig | UnpairedPreferenceConfig | RewardModelConfig,
     model_args: ModelConfig,
 ) -> Path:
     """Load the data and the model, train, save to `output_dir`, and return that directory."""

@@ -6,13 +6,21 @@ pairs = task.preference_dataset(2000)        # prompt/chosen/rejected, labels dr
 task.prefer(prompt, a, b)                    # P(a ≻ b | prompt)
 win_rate((model, tok), "path/to/ref", task)  # oracle win rate with a 95% interval
 policy_preference_dataset("path/to/sft", task, 2000)  # on-policy pairs labelled by the oracle
+oracle_agreement(reward_model.prefer, task)  # a preference model's agreement with the oracle on held-out pairs
 """
 
 from __future__ import annotations
 
 from trl_plus.synthetic.base import SyntheticTask, as_text
 from trl_plus.synthetic.cyclic import CyclicTask
-from trl_plus.synthetic.evaluate import WinRate, policy_preference_dataset, sample_completions, win_rate
+from trl_plus.synthetic.evaluate import (
+    OracleAgreement,
+    WinRate,
+    oracle_agreement,
+    policy_preference_dataset,
+    sample_completions,
+    win_rate,
+)
 from trl_plus.synthetic.transitive import TransitiveTask
 
 TASKS: dict[str, type[SyntheticTask]] = {"transitive": TransitiveTask, "cyclic": CyclicTask}
@@ -28,11 +36,13 @@ def get_task(name: str, *, seed: int = 0) -> SyntheticTask:
 __all__ = [
     "TASKS",
     "CyclicTask",
+    "OracleAgreement",
     "SyntheticTask",
     "TransitiveTask",
     "WinRate",
     "as_text",
     "get_task",
+    "oracle_agreement",
     "policy_preference_dataset",
     "sample_completions",
     "win_rate",

@@ -201,3 +201,49 @@ def policy_preference_dataset(
         else:
             rows.append({"prompt": prompt, "completions": task.rank(prompt, distinct, rng)})
     return Dataset.from_list(rows)
+
+
+@dataclass(frozen=True)
+class OracleAgreement:
+    """How well a preference model's P(a ≻ b) matches the oracle on held-out pairs of base answers.
+
+    `agreement`: the share of pairs with a strict oracle preference (P* ≠ ½) whose direction the model gets right
+    (P > ½ where P* > ½); a scalar reward's ceiling on the cyclic task is `cyclic.scalar_ceiling()`, the oracle's 1.
+    `expected_accuracy`: the mean oracle probability that the completion the model prefers wins (a tie counts ½),
+    i.e. the accuracy expected against labels drawn from the oracle; `oracle_accuracy` is the same for the oracle
+    itself, the best any model can do.
+    """
+
+    agreement: float
+    expected_accuracy: float
+    oracle_accuracy: float
+    n: int
+
+    def __str__(self) -> str:
+        return (
+            f"agreement with the oracle {self.agreement:.3f}, expected accuracy {self.expected_accuracy:.3f} "
+            f"(oracle {self.oracle_accuracy:.3f}) over {self.n} held-out pairs"
+        )
+
+
+def oracle_agreement(
+    prefer: Any, task: SyntheticTask, n: int = 2000, *, seed: int = 1000, batch_size: int = 256
+) -> OracleAgreement:
+    """Score `prefer(prompts, completions_a, completions_b) → P(a ≻ b)` (e.g. `RewardModel.prefer`) against the
+    oracle on `n` held-out pairs drawn with `seed` (keep it apart from the training data's seed)."""
+    pairs = task.preference_dataset(n, seed=seed, oracle_column=True)
+    prompts, chosen, rejected = pairs["prompt"], pairs["chosen"], pairs["rejected"]
+    predicted: list[float] = []
+    for start in range(0, n, batch_size):
+        part = slice(start, start + batch_size)
+        predicted.extend(float(p) for p in prefer(prompts[part], chosen[part], rejected[part]))
+    truth = pairs["chosen_win_prob"]
+    strict = [(p, q) for p, q in zip(predicted, truth, strict=True) if q != 0.5]
+    agreement = sum((p > 0.5) == (q > 0.5) for p, q in strict) / max(len(strict), 1)
+    expected = [q if p > 0.5 else (1 - q if p < 0.5 else 0.5) for p, q in zip(predicted, truth, strict=True)]
+    return OracleAgreement(
+        agreement=agreement,
+        expected_accuracy=sum(expected) / n,
+        oracle_accuracy=sum(max(q, 1 - q) for q in truth) / n,
+        n=n,
+    )
