@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trl_plus import get_reward_head
-from trl_plus.heads import bradley_terry_loss, plackett_luce_loss
+from trl_plus.heads import bradley_terry_loss, plackett_luce_loss, preference_nll
 
 
 def log_sigmoid(x: float) -> float:
@@ -100,3 +100,15 @@ def test_ensemble_bootstrap_weights_the_heads_differently_in_training_only() -> 
     losses = head.pairwise_loss(chosen, rejected).losses
     assert losses.std() > 0  # Poisson(1) resampling weights
     assert losses.mean().item() == pytest.approx(math.log(2), rel=0.2)
+
+
+def test_soft_targets_are_the_cross_entropy_and_one_is_the_hard_label() -> None:
+    logits = torch.tensor([0.4, -1.0])
+    assert torch.allclose(preference_nll(logits, torch.ones(2)), preference_nll(logits))
+    p = torch.sigmoid(logits)
+    expected = -(0.6 * torch.log(p) + 0.4 * torch.log(1 - p))
+    assert torch.allclose(preference_nll(logits, torch.full((2,), 0.6)), expected)
+    # The soft loss is smallest where the model's probability equals the target.
+    grid = torch.linspace(-3, 3, 601)
+    best = grid[preference_nll(grid, torch.full_like(grid, 0.6)).argmin()]
+    assert torch.sigmoid(best).item() == pytest.approx(0.6, abs=0.005)

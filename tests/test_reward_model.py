@@ -68,3 +68,18 @@ def test_score_and_prefer_carry_no_graph(tiny_checkpoints: dict[str, Path], rows
     model = RewardModel.from_backbone(tiny_checkpoints["llama"], head="gpm")
     assert not model.prefer(rows["prompts"], rows["a"], rows["b"]).requires_grad
     assert not model.score(rows["prompts"], rows["a"]).requires_grad
+
+
+def test_mean_pooling_averages_the_completion_tokens_and_survives_a_round_trip(
+    tiny_checkpoints: dict[str, Path], rows: dict[str, list[str]], tmp_path: Path
+) -> None:
+    model = RewardModel.from_backbone(tiny_checkpoints["llama"], head="bt", pooling="mean").eval()
+    batch = model._tokenize(rows["prompts"][:1], rows["a"][:1])
+    hidden = model.backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    start = int(batch["prompt_lengths"][0])
+    expected = model.head(hidden[0, start:].mean(0, keepdim=True))
+    assert torch.allclose(model.score(rows["prompts"][:1], rows["a"][:1]), expected, atol=1e-6)
+    model.save_pretrained(tmp_path)
+    assert RewardModel.from_pretrained(tmp_path).pooling == "mean"
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        RewardModel.from_backbone(tiny_checkpoints["llama"], pooling="max")

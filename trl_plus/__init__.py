@@ -34,6 +34,16 @@ if not (Path(__file__).parent / "trainers").exists() and all(
 ):
     __path__.append(str(_CHECKOUT))
 
+
+def __getattr__(name: str) -> object:
+    # `RewardModel` pulls in transformers and TRL; load it on first use so `import trl_plus` stays light.
+    if name in ("RewardModel", "RewardFunction"):
+        from trl_plus import reward_model
+
+        return getattr(reward_model, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "DuplicateNameError",
     "Hyperparameter",
@@ -43,7 +53,9 @@ __all__ = [
     "PairedLogps",
     "PluginLoadWarning",
     "RankedLogps",
+    "RewardFunction",
     "RewardHeadSpec",
+    "RewardModel",
     "UnknownNameError",
     "UnpairedLogps",
     "__version__",

@@ -1,11 +1,14 @@
 """`RewardModel`: a backbone loaded with `AutoModel` and a registered reward head, with one interface for every head.
 
 The backbone reads prompt + completion as one sequence (as TRL's RewardTrainer does); the head sees the hidden state
-of the last real token, and heads that condition on the prompt (`gpm`) also see the prompt's last token.
+of the last real token (`pooling="last"`) or the mean over the completion's tokens (`pooling="mean"`), and heads that
+condition on the prompt (`gpm`) also see the prompt's last token. `RewardFunction` turns a model into a reward
+function for TRL's GRPOTrainer and RLOOTrainer.
 
 Saved layout (`save_pretrained`): the backbone's own files (config, safetensors weights), the tokenizer when there is
 one, `reward_head.safetensors` (the head's weights, full precision) and `reward_head.json` (the head's registry
-name and hyperparameters). `from_pretrained` rebuilds the same head, and refuses a checkpoint saved with another one.
+name, hyperparameters and pooling). `from_pretrained` rebuilds the same head, and refuses a checkpoint saved with
+another one.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ with `--trainer unpaired`, `UnpairedPreferenceConfig`: every `KTOConfig` field p
     trl-plus train --trainer unpaired --loss kto --model_name_or_path runs/demo/sft \\
         --dataset_name synthetic:transitive --synthetic_format unpaired --output_dir runs/kto --use_cpu
     trl-plus train --trainer reward --head gpm --model_name_or_path runs/demo/sft \\
-        --dataset_name synthetic:cyclic --synthetic_win_prob --output_dir runs/gpm --use_cpu --bf16 false
+        --dataset_name synthetic:cyclic --synthetic_win_prob --output_dir runs/gpm --use_cpu
     trl-plus train --config my.yaml --learning_rate 1e-5
     python -m trl_plus.train --config my.yaml
     accelerate launch --config_file scripts/accelerate/multi_gpu.yaml -m trl_plus.train --config my.yaml
