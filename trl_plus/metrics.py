@@ -18,16 +18,20 @@ import evaluate
 import numpy as np
 
 
-class PreferenceAccuracy(evaluate.Metric):
+class _InMemoryMetric(evaluate.Metric):
+    """Kept in memory by default: a trainer's eval set is small, and no cache files are left behind."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("keep_in_memory", True)
+        super().__init__(**kwargs)
+
+
+class PreferenceAccuracy(_InMemoryMetric):
     """Held-out preference accuracy from predicted probabilities P(first ≻ second).
 
     `references` are 1 where the first completion is the preferred one (a chosen/rejected pair), 0 where the second
     is. A prediction of exactly ½ is a tie and counts half.
     """
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("keep_in_memory", True)
-        super().__init__(**kwargs)
 
     def _info(self) -> evaluate.MetricInfo:
         return evaluate.MetricInfo(
@@ -46,17 +50,13 @@ class PreferenceAccuracy(evaluate.Metric):
         return {"accuracy": float(right.mean())}
 
 
-class KendallTau(evaluate.Metric):
+class KendallTau(_InMemoryMetric):
     """Mean Kendall τ-b between predicted scores and the true ranking, per list (ragged lists allowed).
 
     `predictions`: one score per completion (higher is better); `references`: each completion's true rank (0 is the
     best). τ = 1 when the scores order every list exactly as ranked, −1 when exactly reversed; tied scores count
     as neither (τ-b). A list whose scores or ranks are all tied has no τ and is left out.
     """
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("keep_in_memory", True)
-        super().__init__(**kwargs)
 
     def _info(self) -> evaluate.MetricInfo:
         return evaluate.MetricInfo(
