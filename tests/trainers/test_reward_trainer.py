@@ -209,23 +209,26 @@ def test_reward_function_gives_one_float_per_completion(llama: Path) -> None:
         RewardFunction(bt, reduce="conservative")
 
 
-def test_grpo_trainer_takes_the_reward_function(llama: Path, training_args: Any) -> None:
-    from trl import GRPOConfig, GRPOTrainer
+@pytest.mark.parametrize("online", ["grpo", "rloo"])
+def test_trl_online_trainers_take_the_reward_function(online: str, llama: Path, training_args: Any) -> None:
+    import trl
 
+    config_class, trainer_class = {
+        "grpo": (trl.GRPOConfig, trl.GRPOTrainer),
+        "rloo": (trl.RLOOConfig, trl.RLOOTrainer),
+    }[online]
     prompts = Dataset.from_dict({"prompt": get_task("transitive", seed=0).prompts(4, seed=0)})
     function = RewardFunction(RewardModel.from_backbone(llama, head="gpm"))
     settings = reward_args(training_args, per_device_train_batch_size=4)
-    settings.pop("dataset_num_proc")  # not a GRPOConfig field
-    config = GRPOConfig(
-        **settings,
-        num_generations=2,
-        max_completion_length=6,
-    )
-    trainer = GRPOTrainer(model=str(llama), reward_funcs=[function], args=config, train_dataset=prompts)
+    settings.pop("dataset_num_proc")  # not a field of the online configs
+    config = config_class(**settings, num_generations=2, max_completion_length=6)
+    trainer = trainer_class(model=str(llama), reward_funcs=[function], args=config, train_dataset=prompts)
     trainer.train()
     logged = trainer.state.log_history[0]
-    assert "rewards/reward_model_gpm/mean" in logged
-    assert 0.0 <= logged["rewards/reward_model_gpm/mean"] <= 1.0
+    # Each completion's win probability against the other of its group: the pair's two rewards sum to 1, and they
+    # differ (a completion compared with nothing would get ½, and every reward would be ½).
+    assert logged["rewards/reward_model_gpm/mean"] == pytest.approx(0.5, abs=1e-5)
+    assert logged["rewards/reward_model_gpm/std"] > 1e-4
 
 
 @pytest.mark.slow
