@@ -143,7 +143,14 @@ class RewardModelTrainer(_compat.RewardTrainer):
             args = RewardModelConfig(**{f: getattr(args, f) for f in _init_fields(_compat.RewardConfig)})
         if train_dataset is None:
             raise ValueError("`train_dataset` is required")
-        self._ranked = self._check_data(args, train_dataset, eval_dataset)
+        if getattr(args, "head_learning_rate", None) is not None and (
+            optimizers[0] is not None or optimizer_cls_and_kwargs
+        ):
+            raise ValueError(
+                "`head_learning_rate` splits the optimizer RewardModelTrainer builds; with your own optimizer, give "
+                "the head's parameters (`model.head.parameters()`) their own param group instead."
+            )
+        self._ranked = self._check_data(args, train_dataset, eval_dataset, model)
 
         from transformers import set_seed
 
@@ -180,7 +187,7 @@ class RewardModelTrainer(_compat.RewardTrainer):
     # ---- set-up ---------------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _check_data(args: RewardModelConfig, train_dataset: Any, eval_dataset: Any) -> bool:
+    def _check_data(args: RewardModelConfig, train_dataset: Any, eval_dataset: Any, model: Any) -> bool:
         """Validate the datasets before any model loads; True for ranked lists."""
 
         def kind(dataset: Any, name: str) -> str:
@@ -199,7 +206,7 @@ class RewardModelTrainer(_compat.RewardTrainer):
         if len(set(kinds.values())) > 1:
             raise ValueError(f"The train and eval datasets must be the same kind (pairs or ranked lists); got {kinds}.")
         ranked = kinds["train"] == "ranked"
-        head = get_reward_head(args.head or "bt")
+        head = get_reward_head(args.head or (model.head_name if isinstance(model, RewardModel) else "bt"))
         if ranked and not hasattr(head.target, "ranked_loss"):
             raise ValueError(
                 f"Ranked lists (a `completions` column) train the Plackett-Luce head, head='pl'; the {head.name!r} "
@@ -250,7 +257,12 @@ class RewardModelTrainer(_compat.RewardTrainer):
         first = next(iter(dataset))
         if dataset_kind(first) == "ranked":
             eos = processing_class.eos_token
-            return tokenize_ranked(dataset, processing_class, eos, args.dataset_num_proc, dataset_name)
+            ranked = tokenize_ranked(dataset, processing_class, eos, args.dataset_num_proc, dataset_name)
+            if args.max_length is None:
+                return ranked
+            # As TRL filters pairs: drop the lists whose prompt + longest completion exceeds max_length.
+            longest = args.max_length
+            return ranked.filter(lambda row: len(row["prompt_ids"]) + max(map(len, row["completion_ids"])) <= longest)
         prepared = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
         if "prompt_length" in next(iter(prepared)):
             return prepared
@@ -356,7 +368,7 @@ class RewardModelTrainer(_compat.RewardTrainer):
         head = self.reward_model.head
         if head.output == "reward":
             r_first, r_last = head.rewards(first), head.rewards(last)
-            rewards = gather(torch.cat([r_first, r_last]).detach())
+            rewards = self.accelerator.gather(torch.cat([r_first, r_last]).detach())  # as TRL: min/max need no trim
             metrics["min_reward"].append(rewards.min().item())
             metrics["mean_reward"].append(rewards.mean().item())
             metrics["max_reward"].append(rewards.max().item())
@@ -367,18 +379,30 @@ class RewardModelTrainer(_compat.RewardTrainer):
         if metric not in self._eval_pending:
             self._eval_pending.append(metric)
 
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if not self.model.training:
-            while self._eval_pending:
-                logs.update({f"eval_{key}": value for key, value in self._eval_pending.pop(0).compute().items()})
-        super().log(logs, start_time)
+    def predict(self, test_dataset: Any, ignore_keys: Any = None, metric_key_prefix: str = "test") -> Any:
+        """As TRL's `evaluate`: a raw dataset is prepared (tokenised) first, so `predict` takes what `evaluate` takes.
+        The predictions are P(chosen ≻ rejected) per pair ([B]), not TRL's logits."""
+        test_dataset = self._prepare_dataset(test_dataset, self.processing_class, self.args, metric_key_prefix)
+        return super().predict(test_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+
+    def evaluation_loop(self, *args: Any, **kwargs: Any) -> Any:
+        """Trainer's loop (evaluate and predict), with the `evaluate` metrics started afresh and computed once at
+        the end over everything the loop saw, under the loop's metric prefix."""
+        self._eval_accuracy, self._eval_kendall = PreferenceAccuracy(), KendallTau()
+        self._eval_pending = []
+        output = super().evaluation_loop(*args, **kwargs)
+        prefix = kwargs.get("metric_key_prefix", args[4] if len(args) > 4 else "eval")
+        while self._eval_pending:
+            output.metrics.update({f"{prefix}_{k}": v for k, v in self._eval_pending.pop(0).compute().items()})
+        return output
 
     def create_optimizer(self, model: Any = None) -> Any:
         """TRL's optimizer; with `head_learning_rate`, the head's parameters get their own groups at that rate
         (the scheduler then scales every group alike)."""
+        built_here = self.optimizer is None
         optimizer = super().create_optimizer(model)
         rate = getattr(self.args, "head_learning_rate", None)
-        if rate is None or getattr(optimizer, "_trl_plus_head_groups", False):
+        if rate is None or not built_here:
             return optimizer
         head = {id(p) for p in self.reward_model.head.parameters()}
         groups = optimizer.param_groups
@@ -388,7 +412,6 @@ class RewardModelTrainer(_compat.RewardTrainer):
                 params = [p for p in group["params"] if (id(p) in head) == in_head]
                 if params:
                     optimizer.add_param_group({**group, "params": params, **({"lr": rate} if in_head else {})})
-        optimizer._trl_plus_head_groups = True
         return optimizer
 
     # ---- saving and loading ---------------------------------------------------------------------------------------
@@ -399,7 +422,7 @@ class RewardModelTrainer(_compat.RewardTrainer):
         if not self.args.should_save:
             return
         output_dir = output_dir or self.args.output_dir
-        self.reward_model.save_pretrained(output_dir)
+        self.reward_model.save_pretrained(output_dir, state_dict=state_dict)
         torch.save(self.args, Path(output_dir) / "training_args.bin")
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:

