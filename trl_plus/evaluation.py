@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from trl_plus.synthetic.evaluate import sampling
+
 
 @dataclass(frozen=True)
 class Estimate:
@@ -69,15 +71,8 @@ def kl_estimate(
     """
     if tokenizer.pad_token_id is None:
         raise ValueError("The tokenizer has no pad token; set tokenizer.pad_token (e.g. to the eos token) first.")
-    was_training = policy.training, reference.training
-    padding_side = tokenizer.padding_side
-    policy.eval()
-    reference.eval()
-    tokenizer.padding_side = "left"
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
     values: list[float] = []
-    try:
+    with sampling([policy, reference], tokenizer, seed):
         device = next(policy.parameters()).device
         for begin in range(0, len(prompts), batch_size):
             batch = tokenizer(list(prompts[begin : begin + batch_size]), return_tensors="pt", padding=True).to(device)
@@ -100,11 +95,6 @@ def kl_estimate(
             policy_logps = completion_logps(policy, output, mask, start)
             reference_logps = completion_logps(reference, output, mask, start)
             values.extend((policy_logps - reference_logps).tolist())
-    finally:
-        torch.random.set_rng_state(generator_state)
-        tokenizer.padding_side = padding_side
-        policy.train(was_training[0])
-        reference.train(was_training[1])
     return _estimate(values)
 
 

@@ -7,7 +7,9 @@ Bernoulli comparison, with less variance than drawing it. The interval is the no
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +51,26 @@ def load_policy(policy: Policy) -> tuple[Any, Any]:
     return AutoModelForCausalLM.from_pretrained(str(policy)), AutoTokenizer.from_pretrained(str(policy))
 
 
+@contextlib.contextmanager
+def sampling(models: list[Any], tokenizer: Any, seed: int) -> Iterator[None]:
+    """Models in eval mode, left padding (decoder-only models continue from the right edge) and the torch RNG seeded
+    with `seed`, for the duration; each restored afterwards, so sampling leaves no trace on the caller."""
+    was_training = [model.training for model in models]
+    padding_side = tokenizer.padding_side
+    generator_state = torch.random.get_rng_state()
+    for model in models:
+        model.eval()
+    tokenizer.padding_side = "left"
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        torch.random.set_rng_state(generator_state)
+        tokenizer.padding_side = padding_side
+        for model, mode in zip(models, was_training, strict=True):
+            model.train(mode)
+
+
 @torch.no_grad()
 def sample_completions(
     model: Any,
@@ -76,13 +98,8 @@ def sample_completions(
         add_special_tokens = False  # the template already holds them
     else:
         texts, add_special_tokens = list(prompts), True
-    was_training, padding_side = model.training, tokenizer.padding_side
-    model.eval()
-    tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
     completions: list[str] = []
-    try:
+    with sampling([model], tokenizer, seed):
         device = next(model.parameters()).device
         for start in range(0, len(texts), batch_size):
             batch = tokenizer(
@@ -103,10 +120,6 @@ def sample_completions(
             )
             new_tokens = output[:, batch["input_ids"].shape[1] :]
             completions.extend(t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
-    finally:
-        torch.random.set_rng_state(generator_state)
-        tokenizer.padding_side = padding_side
-        model.train(was_training)
     return completions
 
 
