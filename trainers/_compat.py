@@ -47,6 +47,7 @@ __all__ = [
     "quiet_kto_weight_warning",
     "reward_init_with",
     "tokenize",
+    "tokenize_prompt_completions",
     "triton_runs_on",
     "unpair_preference_dataset",
     "use_adapter",
@@ -54,6 +55,24 @@ __all__ = [
 
 
 tokenize = _tokenize
+
+
+def tokenize_prompt_completions(
+    processing_class: Any, prompt: Any, completions: list[Any], eos_token: str | None
+) -> tuple[list[int], list[list[int]]]:
+    """(prompt ids, prompt + completion ids for each completion), tokenised as TRL's trainers tokenise pairs: chat
+    messages through the chat template (the prompt with the generation prompt), plain completions with the eos
+    appended when missing. Where the completion starts is `common_prefix_length(prompt ids, full ids)`: a
+    completion can merge with the prompt's last token."""
+    if is_conversational({"prompt": prompt}):
+        prompt_ids = tokenize(processing_class, prompt, add_generation_prompt=True)["input_ids"]
+        return prompt_ids, [tokenize(processing_class, prompt + c)["input_ids"] for c in completions]
+    eos = eos_token or ""
+    texts = [c if c.endswith(eos) else c + eos for c in completions]
+    prompt_ids = tokenize(processing_class, prompt)["input_ids"]
+    return prompt_ids, [tokenize(processing_class, prompt + text)["input_ids"] for text in texts]
+
+
 # The reward trainer's own pairwise collator (chosen rows, then rejected rows, and the optional margins).
 RewardCollator = _reward_module.DataCollatorForPreference
 

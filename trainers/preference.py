@@ -655,14 +655,9 @@ def tokenize_ranked(
         return dataset
 
     def tokenize(example: dict[str, Any]) -> dict[str, Any]:
-        prompt = example["prompt"]
-        if _compat.is_conversational({"prompt": prompt}):
-            prompt_ids = _compat.tokenize(processing_class, prompt, add_generation_prompt=True)["input_ids"]
-            full = [_compat.tokenize(processing_class, prompt + c)["input_ids"] for c in example["completions"]]
-        else:
-            texts = [c if c.endswith(eos_token) else c + eos_token for c in example["completions"]]
-            prompt_ids = _compat.tokenize(processing_class, prompt)["input_ids"]
-            full = [_compat.tokenize(processing_class, prompt + c)["input_ids"] for c in texts]
+        prompt_ids, full = _compat.tokenize_prompt_completions(
+            processing_class, example["prompt"], example["completions"], eos_token
+        )
         prompt_len = min(_compat.common_prefix_length(prompt_ids, ids) for ids in full)
         return {"prompt_ids": prompt_ids[:prompt_len], "completion_ids": [ids[prompt_len:] for ids in full]}
 

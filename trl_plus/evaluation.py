@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from trl_plus.synthetic.evaluate import sampling
+from trl_plus.synthetic.evaluate import sampled_batches, sampling
 
 
 @dataclass(frozen=True)
@@ -69,23 +69,10 @@ def kl_estimate(
     The estimate is unbiased for the KL between the two models' distributions over completions of at most
     `max_new_tokens` tokens; single values can be negative, their mean converges to a non-negative number.
     """
-    if tokenizer.pad_token_id is None:
-        raise ValueError("The tokenizer has no pad token; set tokenizer.pad_token (e.g. to the eos token) first.")
     values: list[float] = []
     with sampling([policy, reference], tokenizer, seed):
-        device = next(policy.parameters()).device
-        for begin in range(0, len(prompts), batch_size):
-            batch = tokenizer(list(prompts[begin : begin + batch_size]), return_tensors="pt", padding=True).to(device)
-            output = policy.generate(
-                **batch,
-                do_sample=True,
-                temperature=1.0,
-                top_k=0,
-                top_p=1.0,
-                max_new_tokens=max_new_tokens,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
+        samples = sampled_batches(policy, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+        for batch, output in samples:
             start = batch["input_ids"].shape[1]
             generated = output[:, start:]
             # A sample ends at its first eos (kept: its probability is part of the completion's); after it, padding.
@@ -138,12 +125,9 @@ def _implicit_rewards(
 ) -> torch.Tensor:
     from trl_plus.trainers import _compat
 
-    eos = tokenizer.eos_token or ""
     rows, starts = [], []
     for prompt, completion in zip(prompts, completions, strict=True):
-        text = completion if completion.endswith(eos) else completion + eos
-        prompt_ids = _compat.tokenize(tokenizer, prompt)["input_ids"]
-        ids = _compat.tokenize(tokenizer, prompt + text)["input_ids"]
+        prompt_ids, (ids,) = _compat.tokenize_prompt_completions(tokenizer, prompt, [completion], tokenizer.eos_token)
         rows.append(ids)
         starts.append(_compat.common_prefix_length(prompt_ids, ids))
     rewards = []

@@ -222,19 +222,17 @@ class RewardModel(nn.Module):
     def _ids(self, prompt: Any, completion: Any) -> tuple[list[int], list[int]]:
         """(prompt ids, prompt + completion ids), tokenised as RewardModelTrainer tokenises its data: plain text gets
         the eos appended; chat messages go through the tokenizer's chat template."""
-        if _compat.is_conversational({"prompt": prompt}):
-            prompt_ids = _compat.tokenize(self.tokenizer, prompt, add_generation_prompt=True)["input_ids"]
-            return prompt_ids, _compat.tokenize(self.tokenizer, [*prompt, *completion])["input_ids"]
-        if not isinstance(prompt, str) or not isinstance(completion, str):
+        if not _compat.is_conversational({"prompt": prompt}) and not (
+            isinstance(prompt, str) and isinstance(completion, str)
+        ):
             raise TypeError(
                 "Prompts and completions must both be strings, or both be lists of chat messages; got "
                 f"{type(prompt).__name__} and {type(completion).__name__}."
             )
-        eos = self.tokenizer.eos_token or ""
-        text = prompt + (completion if completion.endswith(eos) else completion + eos)
-        return _compat.tokenize(self.tokenizer, prompt)["input_ids"], _compat.tokenize(self.tokenizer, text)[
-            "input_ids"
-        ]
+        prompt_ids, (ids,) = _compat.tokenize_prompt_completions(
+            self.tokenizer, prompt, [completion], self.tokenizer.eos_token
+        )
+        return prompt_ids, ids
 
     def _tokenize(self, prompts: Sequence[Any], completions: Sequence[Any]) -> dict[str, torch.Tensor]:
         if self.tokenizer is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,6 +71,42 @@ def sampling(models: list[Any], tokenizer: Any, seed: int) -> Iterator[None]:
             model.train(mode)
 
 
+def sampled_batches(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    *,
+    add_special_tokens: bool = True,
+    max_new_tokens: int = 16,
+    temperature: float = 1.0,
+    batch_size: int = 64,
+) -> Iterator[tuple[Any, torch.Tensor]]:
+    """Ancestral samples of `model` (the full distribution: no top-k, no top-p) for `texts`, a batch at a time:
+    (the left-padded prompt batch, prompt + sampled ids). Use inside `sampling(...)` for left padding and a seed."""
+    if tokenizer.pad_token_id is None:
+        raise ValueError("The tokenizer has no pad token; set tokenizer.pad_token (e.g. to the eos token) first.")
+    device = next(model.parameters()).device
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(
+            list(texts[start : start + batch_size]),
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=add_special_tokens,
+        ).to(device)
+        with torch.no_grad():
+            output = model.generate(
+                **batch,
+                do_sample=True,
+                temperature=temperature,
+                top_k=0,
+                top_p=1.0,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        yield batch, output
+
+
 @torch.no_grad()
 def sample_completions(
     model: Any,
@@ -88,8 +124,6 @@ def sample_completions(
     Plain prompts are tokenized as TRL tokenizes them for training (with the tokenizer's own special tokens);
     conversational ones go through the chat template with the generation prompt.
     """
-    if tokenizer.pad_token_id is None:
-        raise ValueError("The tokenizer has no pad token; set tokenizer.pad_token (e.g. to the eos token) first.")
     if conversational:
         texts = [
             tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
@@ -100,24 +134,15 @@ def sample_completions(
         texts, add_special_tokens = list(prompts), True
     completions: list[str] = []
     with sampling([model], tokenizer, seed):
-        device = next(model.parameters()).device
-        for start in range(0, len(texts), batch_size):
-            batch = tokenizer(
-                texts[start : start + batch_size],
-                return_tensors="pt",
-                padding=True,
-                add_special_tokens=add_special_tokens,
-            ).to(device)
-            output = model.generate(
-                **batch,
-                do_sample=True,
-                temperature=temperature,
-                top_k=0,
-                top_p=1.0,
-                max_new_tokens=max_new_tokens,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
+        for batch, output in sampled_batches(
+            model,
+            tokenizer,
+            texts,
+            add_special_tokens=add_special_tokens,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            batch_size=batch_size,
+        ):
             new_tokens = output[:, batch["input_ids"].shape[1] :]
             completions.extend(t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
     return completions
