@@ -215,6 +215,7 @@ def test_reward_function_gives_one_float_per_completion(llama: Path) -> None:
     assert gpm.__name__ == "reward_model_gpm"
     wins = gpm(prompts=prompts[:2] + prompts[3:4], completions=completions[:2] + completions[3:4])
     assert wins[0] + wins[1] == pytest.approx(1.0) and wins[2] == 0.5  # a pair, and a prompt with one completion
+    assert wins[0] != pytest.approx(0.5, abs=1e-6)  # compared with its partner, not left alone
     chat = [[{"role": "user", "content": p}] for p in prompts]
     answers = [[{"role": "assistant", "content": c.strip()}] for c in completions]
     assert len(RewardFunction(bt)(prompts=chat, completions=answers)) == 6
