@@ -51,7 +51,6 @@ import itertools
 import multiprocessing
 import os
 import platform
-import re
 import resource
 import shlex
 import statistics
@@ -79,10 +78,11 @@ import torch
 import transformers
 import trl
 from datasets import Dataset
-from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
+from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
 from transformers.utils import logging as hf_logging
 from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
 
+from trl_plus.cost import StepClock, reset_peak_rss, status_kib
 from trl_plus.synthetic import get_task
 from trl_plus.synthetic.transitive import ITEMS
 from trl_plus.testing import make_tiny
@@ -277,32 +277,6 @@ def setup(settings: Settings, root: Path) -> dict[str, Any]:
 # ---- one measured run -----------------------------------------------------------------------------------------------
 
 
-class StepClock(TrainerCallback):
-    """Timestamps of each optimizer step's end; consecutive differences are whole training-loop iterations."""
-
-    def __init__(self) -> None:
-        self.ends: list[float] = []
-
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.ends.append(time.perf_counter())
-
-
-def _status_kib(key: str) -> int:
-    match = re.search(rf"^{key}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
-    if match is None:
-        raise RuntimeError(f"/proc/self/status has no {key} line; this benchmark measures memory on Linux only.")
-    return int(match.group(1))
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS mark to the current RSS (Linux ≥ 4.0); False where that is refused."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
 def build_trainer(spec: RunSpec, settings: Settings, model_dir: str, rows: list[dict[str, str]], out: str) -> Any:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
@@ -363,10 +337,10 @@ def measure(spec: RunSpec, settings: Settings, context: dict[str, Any], out: str
     clock = StepClock()
     trainer.add_callback(clock)
     gc.collect()
-    rss_before = _status_kib("VmRSS")
-    if _reset_peak_rss():
+    rss_before = status_kib("VmRSS")
+    if reset_peak_rss():
         trainer.train()
-        peak = _status_kib("VmHWM")
+        peak = status_kib("VmHWM")
     else:
         # ru_maxrss (KiB on Linux) is the lifetime peak: still right as long as training peaks above construction.
         trainer.train()

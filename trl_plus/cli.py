@@ -1,4 +1,5 @@
-"""The `trl-plus` command line: inspect the registries, build tiny checkpoints, look at and score synthetic tasks."""
+"""The `trl-plus` command line: inspect the registries, build tiny checkpoints, look at and score synthetic tasks,
+train, and compare methods."""
 
 from __future__ import annotations
 
@@ -156,6 +157,37 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from trl_plus.compare import CompareConfig, compare
+
+    try:
+        config = CompareConfig(
+            losses=args.losses,
+            heads=args.heads or (),
+            task=args.task if args.task or args.dataset else "transitive",
+            dataset=args.dataset,
+            model=args.model,
+            out_dir=args.out,
+            steps=args.steps,
+            seeds=args.seeds,
+            sft_steps=args.sft_steps,
+            n=args.n,
+            curve_points=args.curve_points,
+            curve_prompts=args.curve_prompts,
+            metrics=[m.strip() for m in args.metrics.split(",")] if args.metrics else None,
+            loss_kwargs=json.loads(args.loss_kwargs) if args.loss_kwargs else None,
+            learning_rate=args.learning_rate,
+            batch_size=args.batch_size,
+            threads=args.threads,
+            progress=not args.no_progress,
+        )
+        comparison = compare(config)
+    except (ValueError, TypeError, OSError) as error:  # bad settings or data, found before any training
+        print(f"trl-plus compare: error: {error}", file=sys.stderr)
+        return 2
+    return 1 if any(result.error for result in comparison.results) else 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from trl_plus.train import main as train_main
 
@@ -221,6 +253,33 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--n", type=int, default=256, help="held-out prompts for the oracle evaluation")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_cmd_demo)
+
+    cmp = commands.add_parser(
+        "compare",
+        help="train several losses from one reference on one dataset; table, CSV and plots of who wins at what cost",
+        description="Train each method with the same steps, data and seeds, then report the oracle win rate vs the "
+        "reference (synthetic tasks), held-out implicit-reward accuracy and margin, KL(π‖π_ref), step time and peak "
+        "memory. Exit status 1 when a method failed (its row says why), 2 for bad settings.",
+    )
+    cmp.add_argument("--losses", default="dpo,ipo,simpo,orpo,kto,plackett_luce", help="methods; `a+b` sums losses")
+    cmp.add_argument("--heads", help="reward-model heads to train on the same data too, e.g. bt,gpm (rows rm:NAME)")
+    cmp.add_argument("--task", choices=sorted(TASKS), help="synthetic task with an oracle (default transitive)")
+    cmp.add_argument("--dataset", help="your preference data instead: save_to_disk dir, json/csv/parquet, hub id")
+    cmp.add_argument("--model", help="the reference every method starts from (default: a tiny llama, SFT here)")
+    cmp.add_argument("--steps", type=int, default=200, help="training steps per method and seed (default 200)")
+    cmp.add_argument("--seeds", type=int, default=3, help="training runs per method, seeds 0..N-1 (default 3)")
+    cmp.add_argument("--sft-steps", type=int, help="SFT of the reference on the task (default 300 without --model)")
+    cmp.add_argument("--n", type=int, default=256, help="held-out prompts and pairs per seed (default 256)")
+    cmp.add_argument("--curve-points", type=int, default=4, help="evaluations during training (0: no curve)")
+    cmp.add_argument("--curve-prompts", type=int, default=64, help="prompts per evaluation during training")
+    cmp.add_argument("--metrics", help="comma list of win_rate, accuracy, kl, cost (default: all the data allows)")
+    cmp.add_argument("--loss-kwargs", help='JSON hyperparameters by loss, e.g. \'{"simpo": {"beta": 2.5}}\'')
+    cmp.add_argument("--learning-rate", type=float, default=1e-4)
+    cmp.add_argument("--batch-size", type=int, default=16, help="pairs or ranked lists per step (default 16)")
+    cmp.add_argument("--threads", type=int, help="torch threads; results repeat exactly for the same count")
+    cmp.add_argument("--out", default="runs/compare", help="output directory (default runs/compare)")
+    cmp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    cmp.set_defaults(func=_cmd_compare)
 
     # `trl-plus train` has its own parser (TRL's TrlParser); `main` hands it every argument after `train`.
     train = commands.add_parser(

@@ -33,8 +33,11 @@ def _quiet() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def sft(model_path: str | Path, out_dir: str | Path, task_name: str, *, steps: int, seed: int) -> Path:
+def sft(
+    model_path: str | Path, out_dir: str | Path, task_name: str, *, steps: int, seed: int, print_logs: bool = True
+) -> Path:
     """Supervised fine-tuning on the task's base answers with TRL's SFTTrainer; saves model and tokenizer."""
+    from transformers import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
     task = get_task(task_name, seed=seed)
@@ -53,6 +56,8 @@ def sft(model_path: str | Path, out_dir: str | Path, task_name: str, *, steps: i
         disable_tqdm=True,
     )
     trainer = SFTTrainer(model=str(model_path), args=args, train_dataset=task.sft_dataset(32 * steps, seed=seed))
+    if not print_logs:
+        trainer.remove_callback(PrinterCallback)
     trainer.train()
     trainer.save_model(str(out_dir))
     return Path(out_dir)
@@ -67,6 +72,61 @@ def loss_kinds(loss: str | list[str]) -> tuple[list[str], set[InputKind]]:
     if "unpaired" in kinds and kinds != {"unpaired"}:
         raise ValueError(f"The demo trains unpaired losses on their own, not with paired or listwise ones: {names}.")
     return names, kinds
+
+
+def training_args(
+    out_dir: str | Path, *, steps: int, seed: int, batch_size: int, learning_rate: float
+) -> dict[str, Any]:
+    """The training settings every preference stage of the demo and of `trl-plus compare` shares."""
+    return dict(
+        output_dir=str(out_dir),
+        max_steps=steps,
+        per_device_train_batch_size=batch_size,
+        # Small steps: with chosen and rejected this alike, larger or longer updates drain probability from both
+        # into malformed answers (likelihood displacement) before the margin pays off.
+        learning_rate=learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=max(1, steps // 20),
+        logging_steps=max(1, steps // 4),
+        # fp32 and no checkpointing: on a CPU without bf16 units both only cost time for a model this small
+        bf16=False,
+        gradient_checkpointing=False,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        seed=seed,
+        disable_tqdm=True,
+    )
+
+
+def preference_trainer(
+    model_path: str | Path,
+    out_dir: str | Path,
+    data: Any,
+    *,
+    loss: str | list[str],
+    steps: int,
+    seed: int,
+    batch_size: int = 16,
+    loss_kwargs: dict[str, Any] | None = None,
+    learning_rate: float = 5e-5,
+) -> Any:
+    """The demo's preference trainer for `loss` on `data` (pairs, ranked lists, or prompt/completion/label rows),
+    not yet trained: PreferenceTrainer for paired and listwise losses, UnpairedPreferenceTrainer for unpaired ones
+    (kto, bco...), which unpairs pairs itself. `batch_size` counts rows of `data`."""
+    from trl_plus.trainers import (
+        PreferenceConfig,
+        PreferenceTrainer,
+        UnpairedPreferenceConfig,
+        UnpairedPreferenceTrainer,
+    )
+
+    names, kinds = loss_kinds(loss)
+    common = training_args(out_dir, steps=steps, seed=seed, batch_size=batch_size, learning_rate=learning_rate)
+    common.update(loss=names, loss_kwargs=loss_kwargs)
+    if kinds == {"unpaired"}:
+        return UnpairedPreferenceTrainer(str(model_path), args=UnpairedPreferenceConfig(**common), train_dataset=data)
+    return PreferenceTrainer(str(model_path), args=PreferenceConfig(**common), train_dataset=data)
 
 
 def align(
@@ -86,47 +146,24 @@ def align(
     UnpairedPreferenceTrainer on the unpaired view of the same pairs, two rows per pair, so every loss sees the same
     completions per step.
     """
-    from trl_plus.trainers import (
-        PreferenceConfig,
-        PreferenceTrainer,
-        UnpairedPreferenceConfig,
-        UnpairedPreferenceTrainer,
-        unpaired_view,
-    )
+    from trl_plus.trainers import unpaired_view
 
     task = get_task(task_name, seed=seed)
-    names, kinds = loss_kinds(loss)
+    _, kinds = loss_kinds(loss)
     unpaired = kinds == {"unpaired"}
     # On-policy data: samples of the SFT model itself, labelled by the oracle (see policy_preference_dataset).
     data = policy_preference_dataset(model_path, task, 16 * steps, k=4 if "ranked" in kinds else 2, seed=seed)
-    common: dict[str, Any] = dict(
-        output_dir=str(out_dir),
-        loss=names,
-        loss_kwargs=loss_kwargs,
-        max_steps=steps,
-        per_device_train_batch_size=32 if unpaired else 16,
-        # Small steps: with chosen and rejected this alike, larger or longer updates drain probability from both
-        # into malformed answers (likelihood displacement) before the margin pays off.
-        learning_rate=learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=max(1, steps // 20),
-        logging_steps=max(1, steps // 4),
-        # fp32 and no checkpointing: on a CPU without bf16 units both only cost time for a model this small
-        bf16=False,
-        gradient_checkpointing=False,
-        save_strategy="no",
-        report_to=[],
-        use_cpu=True,
+    trainer = preference_trainer(
+        model_path,
+        out_dir,
+        unpaired_view(data, seed=seed) if unpaired else data,
+        loss=loss,
+        steps=steps,
         seed=seed,
-        disable_tqdm=True,
+        batch_size=32 if unpaired else 16,
+        loss_kwargs=loss_kwargs,
+        learning_rate=learning_rate,
     )
-    trainer: Any
-    if unpaired:
-        trainer = UnpairedPreferenceTrainer(
-            str(model_path), args=UnpairedPreferenceConfig(**common), train_dataset=unpaired_view(data, seed=seed)
-        )
-    else:
-        trainer = PreferenceTrainer(str(model_path), args=PreferenceConfig(**common), train_dataset=data)
     trainer.train()
     trainer.save_model(str(out_dir))
     return Path(out_dir)

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from trl_plus.synthetic.evaluate import sampled_batches, sampling
+from trl_plus.synthetic.evaluate import prompt_texts, sampled_batches, sampling
 
 
 @dataclass(frozen=True)
@@ -57,21 +57,30 @@ def kl_estimate(
     policy: Any,
     reference: Any,
     tokenizer: Any,
-    prompts: Sequence[str],
+    prompts: Sequence[Any],
     *,
     max_new_tokens: int = 16,
     batch_size: int = 64,
     seed: int = 0,
 ) -> Estimate:
-    """KL(policy ‖ reference) per prompt: sample y ~ policy (temperature 1, full distribution, up to
-    `max_new_tokens`, stopping at eos), then average log π(y|x) − log π_ref(y|x) over the prompts.
+    """KL(policy ‖ reference) per prompt (plain text, or chat messages through the chat template): sample
+    y ~ policy (temperature 1, full distribution, up to `max_new_tokens`, stopping at eos), then average
+    log π(y|x) − log π_ref(y|x) over the prompts.
 
     The estimate is unbiased for the KL between the two models' distributions over completions of at most
     `max_new_tokens` tokens; single values can be negative, their mean converges to a non-negative number.
     """
     values: list[float] = []
     with sampling([policy, reference], tokenizer, seed):
-        samples = sampled_batches(policy, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+        texts, add_special_tokens = prompt_texts(tokenizer, prompts)
+        samples = sampled_batches(
+            policy,
+            tokenizer,
+            texts,
+            add_special_tokens=add_special_tokens,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+        )
         for batch, output in samples:
             start = batch["input_ids"].shape[1]
             generated = output[:, start:]
@@ -101,14 +110,15 @@ def implicit_reward_accuracy(
     policy: Any,
     reference: Any,
     tokenizer: Any,
-    prompts: Sequence[str],
-    chosen: Sequence[str],
-    rejected: Sequence[str],
+    prompts: Sequence[Any],
+    chosen: Sequence[Any],
+    rejected: Sequence[Any],
     *,
     batch_size: int = 32,
 ) -> ImplicitRewardAccuracy:
     """The share of pairs with (log π − log π_ref)(chosen) > (log π − log π_ref)(rejected), ties counting half, and
-    the mean margin between the two. Plain-text pairs, tokenised as TRL's trainers tokenise them (eos appended)."""
+    the mean margin between the two. Pairs are tokenised as TRL's trainers tokenise them: plain text with the eos
+    appended, chat messages through the chat template."""
     margins: list[float] = []
     for begin in range(0, len(prompts), batch_size):
         part = slice(begin, begin + batch_size)
@@ -121,7 +131,7 @@ def implicit_reward_accuracy(
 
 
 def _implicit_rewards(
-    policy: Any, reference: Any, tokenizer: Any, prompts: Sequence[str], completions: Sequence[str]
+    policy: Any, reference: Any, tokenizer: Any, prompts: Sequence[Any], completions: Sequence[Any]
 ) -> torch.Tensor:
     from trl_plus.trainers import _compat
 

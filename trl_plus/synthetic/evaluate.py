@@ -34,6 +34,7 @@ class WinRate:
     n: int
     valid_a: float
     valid_b: float
+    stderr: float  # of `win_rate` over the n prompts; the interval is ± 1.96 of it, clipped to [0, 1]
 
     def __str__(self) -> str:
         return (
@@ -107,6 +108,16 @@ def sampled_batches(
         yield batch, output
 
 
+def prompt_texts(tokenizer: Any, prompts: Sequence[Any]) -> tuple[list[str], bool]:
+    """The texts a model continues for `prompts`, and whether the tokenizer adds its special tokens to them: plain
+    prompts as they are, with the specials (as TRL tokenises them for training); chat messages through the chat
+    template with the generation prompt, which holds its specials already."""
+    if prompts and not isinstance(prompts[0], str):
+        texts = [tokenizer.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True) for p in prompts]
+        return texts, False
+    return list(prompts), True
+
+
 @torch.no_grad()
 def sample_completions(
     model: Any,
@@ -124,14 +135,8 @@ def sample_completions(
     Plain prompts are tokenized as TRL tokenizes them for training (with the tokenizer's own special tokens);
     conversational ones go through the chat template with the generation prompt.
     """
-    if conversational:
-        texts = [
-            tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-            for p in prompts
-        ]
-        add_special_tokens = False  # the template already holds them
-    else:
-        texts, add_special_tokens = list(prompts), True
+    messages = [[{"role": "user", "content": p}] for p in prompts] if conversational else prompts
+    texts, add_special_tokens = prompt_texts(tokenizer, messages)
     completions: list[str] = []
     with sampling([model], tokenizer, seed):
         for batch, output in sampled_batches(
@@ -191,6 +196,7 @@ def win_rate(
         n=n,
         valid_a=sum(task.is_valid(p, a) for p, a in zip(prompts, completions_a, strict=True)) / n,
         valid_b=sum(task.is_valid(p, b) for p, b in zip(prompts, completions_b, strict=True)) / n,
+        stderr=std / math.sqrt(n),
     )
 
 

@@ -1,0 +1,252 @@
+"""`trl-plus compare`: small real runs (a tiny SFT reference, a few steps), its outputs, failures and errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trl_plus.cli import main
+from trl_plus.compare import (
+    PLOT_HINT,
+    CompareConfig,
+    Comparison,
+    Method,
+    MethodResult,
+    Run,
+    compare,
+    pairs_of,
+    parse_methods,
+    pooled,
+    table_cells,
+    unpaired_from_ranked,
+    write_outputs,
+)
+from trl_plus.registry import LOSSES, register_loss
+from trl_plus.types import LossOutput, PairedLogps
+
+SMALL = dict(steps=3, seeds=2, n=16, curve_points=1, curve_prompts=8, progress=False)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny llama fine-tuned on the transitive task (100 steps, enough for well-formed answers): the reference
+    every method starts from."""
+    from trl_plus.demo import sft
+    from trl_plus.testing import make_tiny
+
+    root = tmp_path_factory.mktemp("compare")
+    return sft(make_tiny("llama", root / "base"), root / "sft", "transitive", steps=100, seed=0, print_logs=False)
+
+
+def _csv_rows(path: Path) -> list[dict[str, Any]]:
+    """compare.csv with its numbers parsed back (empty cells as None)."""
+    rows = []
+    with path.open() as file:
+        for row in csv.DictReader(file):
+            parsed: dict[str, Any] = dict(row)
+            for key, value in row.items():
+                if key not in ("method", "input", "status"):
+                    parsed[key] = None if value == "" else float(value)
+            parsed["seeds"] = int(parsed["seeds"])
+            rows.append(parsed)
+    return rows
+
+
+def _table_rows(text: str) -> list[list[str]]:
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in lines[1:]]  # past the header
+
+
+def test_a_small_comparison_writes_the_table_the_csv_and_the_plots(
+    reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = CompareConfig(
+        losses="dpo,simpo", heads="bt", task="transitive", model=str(reference), out_dir=tmp_path, **SMALL
+    )
+    comparison = compare(config)
+    out = capsys.readouterr().out
+    rows = _csv_rows(tmp_path / "compare.csv")
+    assert [row["method"] for row in rows] == ["dpo", "simpo", "rm:bt"]
+    *policies, reward_model = rows
+    # A reward model: its head's held-out accuracy and cost; no samples, so no win rate and no KL.
+    assert reward_model["status"] == "ok" and reward_model["input"] == "reward model"
+    assert 0.0 <= reward_model["accuracy"] <= 1.0 and math.isfinite(reward_model["margin"])
+    assert reward_model["win_rate"] is None and reward_model["kl"] is None and reward_model["step_time_s"] > 0
+    for row in policies:
+        assert row["status"] == "ok" and row["seeds"] == 2
+        assert 0.0 <= row["win_rate_ci_low"] <= row["win_rate"] <= row["win_rate_ci_high"] <= 1.0
+        assert 0.0 <= row["accuracy"] <= 1.0
+        assert math.isfinite(row["margin"]) and math.isfinite(row["kl"]) and row["kl_ci_half"] >= 0
+        assert row["step_time_s"] > 0
+        assert row["peak_mem_mib"] > 0  # at least the trainer's model and optimizer state
+    # The table on stdout and in compare.md says what the CSV says, cell for cell.
+    table = _table_rows(out)
+    assert table == [table_cells(row, oracle=True) for row in rows]
+    assert _table_rows((tmp_path / "compare.md").read_text()) == table
+    assert "Compared 3 method(s) on the transitive task, 2 seed(s) × 3 steps" in out
+    # Per-seed runs, and the curve at steps 0 and 3 for each method and seed.
+    with (tmp_path / "runs.csv").open() as file:
+        runs = [(r["method"], r["seed"]) for r in csv.DictReader(file)]
+    assert runs == [(m, s) for m in ("dpo", "simpo", "rm:bt") for s in "01"]
+    with (tmp_path / "curves.csv").open() as file:
+        points = [(r["method"], r["seed"], r["step"]) for r in csv.DictReader(file)]
+    assert sorted(points) == sorted((m, s, step) for m in ("dpo", "simpo") for s in "01" for step in ("0", "3"))
+    pytest.importorskip("matplotlib")
+    for name in ("win_rate_vs_kl.png", "win_rate_curve.png"):
+        png = (tmp_path / name).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000, name
+        assert tmp_path / name in comparison.files
+
+
+@pytest.fixture
+def broken_loss() -> Any:
+    @register_loss("compare_broken_plugin", requires_reference=False, paper="a plugin that raises")
+    def compare_broken_plugin(lp: PairedLogps) -> LossOutput:
+        raise RuntimeError("deliberately broken")
+
+    yield "compare_broken_plugin"
+    LOSSES.remove("compare_broken_plugin")
+
+
+def test_a_broken_plugin_loss_is_a_failed_row_and_the_others_complete(
+    reference: Path, broken_loss: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["compare", "--task", "transitive", "--model", str(reference), "--losses", f"{broken_loss},dpo"]
+    argv += ["--steps", "2", "--seeds", "2", "--n", "8", "--curve-points", "0", "--out", str(tmp_path)]
+    assert main([*argv, "--no-progress"]) == 1  # a failed method: exit status 1, after every row is done
+    rows = {row["method"]: row for row in _csv_rows(tmp_path / "compare.csv")}
+    broken, dpo = rows[broken_loss], rows["dpo"]
+    assert broken["status"] == "failed: RuntimeError: deliberately broken"
+    assert broken["seeds"] == 0 and broken["win_rate"] is None and broken["kl"] is None
+    assert dpo["status"] == "ok" and dpo["seeds"] == 2 and 0 <= dpo["win_rate"] <= 1
+    out = capsys.readouterr().out
+    assert f"| {broken_loss} | paired | 0 | – |" in out and "failed: compare_broken_plugin" in out
+    assert "deliberately broken" in (tmp_path / "errors.log").read_text()  # with the traceback
+
+
+def test_same_seeds_give_the_same_table(reference: Path, tmp_path: Path) -> None:
+    """Everything but time and memory repeats exactly in one process (same thread count)."""
+    scores = ("win_rate", "win_rate_ci_low", "accuracy", "margin", "kl", "kl_ci_half")
+    tables = []
+    for run in ("a", "b"):
+        settings = {**SMALL, "seeds": 1, "curve_points": 0}
+        config = CompareConfig(
+            losses="kto", task="transitive", model=str(reference), out_dir=tmp_path / run, **settings
+        )
+        compare(config, out=sys.stderr)
+        tables.append([{k: row[k] for k in scores} for row in _csv_rows(tmp_path / run / "compare.csv")])
+    assert tables[0] == tables[1]
+
+
+def test_own_dataset_without_an_oracle(reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from trl_plus.synthetic import get_task
+
+    data = tmp_path / "pairs.jsonl"
+    rows = get_task("transitive").preference_dataset(60, seed=3)
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    config = CompareConfig(losses="dpo,kto", dataset=str(data), model=str(reference), out_dir=tmp_path / "out", **SMALL)
+    compare(config)
+    out = capsys.readouterr().out
+    assert "win rate" not in out.splitlines()[0]
+    for row in _csv_rows(tmp_path / "out" / "compare.csv"):
+        assert row["status"] == "ok" and row["win_rate"] is None
+        assert 0.0 <= row["accuracy"] <= 1.0 and math.isfinite(row["kl"]) and row["step_time_s"] > 0
+    assert "best held-out accuracy" in out
+    if "matplotlib" in sys.modules:
+        assert (tmp_path / "out" / "accuracy_vs_kl.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--losses", "dpp,simpo"], "Unknown loss 'dpp'. Did you mean 'dpo_pl' or 'dpo'?"),
+        (["--losses", "kto+dpo"], "mixes unpaired losses with paired or listwise ones"),
+        (["--losses", "dpo", "--loss-kwargs", '{"dpo": {"betta": 1}}'], "Did you mean 'beta'?"),
+        (["--losses", "dpo", "--loss-kwargs", '{"simpo": {"beta": 1}}'], "which no compared method uses"),
+        (["--losses", "dpo", "--metrics", "win_rate,speed"], "Unknown metric(s) ['speed']"),
+        (["--losses", "dpo", "--dataset", "data.jsonl"], "--dataset needs --model"),
+        (["--losses", "dpo", "--steps", "0"], "steps must be at least 1"),
+    ],
+)
+def test_bad_settings_fail_before_any_work(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["compare", *argv, "--out", str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing built, trained or written
+
+
+def test_an_oracle_metric_or_a_kind_mismatch_on_own_data_fails_before_training(
+    reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trl_plus.synthetic import get_task
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in get_task("transitive").preference_dataset(40)))
+    common = ["compare", "--dataset", str(data), "--model", str(reference), "--out", str(tmp_path / "out")]
+    assert main([*common, "--losses", "dpo", "--metrics", "win_rate,kl"]) == 2
+    assert "['win_rate'] need a synthetic task's oracle, and --dataset has none" in capsys.readouterr().err
+    assert main([*common, "--losses", "dpo,plackett_luce"]) == 2
+    err = capsys.readouterr().err
+    assert "The dataset holds paired rows, which ['plackett_luce'] cannot train on" in err
+    assert not (tmp_path / "out" / "runs").exists()
+
+
+def test_methods_sum_losses_and_keep_their_own_hyperparameters() -> None:
+    methods = parse_methods("dpo+sft, kto,plackett_luce", {"sigmoid": {"beta": 0.3}, "kto": {"beta": 0.2}})
+    assert methods == [
+        Method("dpo+sft", ("dpo", "sft"), "paired", {"dpo": {"beta": 0.3}}),
+        Method("kto", ("kto",), "unpaired", {"kto": {"beta": 0.2}}),
+        Method("plackett_luce", ("plackett_luce",), "ranked", None),
+    ]
+    with pytest.raises(ValueError, match="named twice"):
+        parse_methods("dpo,dpo")
+
+
+def test_pooled_interval() -> None:
+    """One seed: ±1.96 se. Three seeds of means 0.5, 0.6, 0.7 (variance 0.01, so 0.01/3 for the mean) with
+    stderrs 0.01 (sampling variance of the mean 3·0.0001/9): the spread wins, times t(2) = 4.303."""
+    assert pooled([0.6], [0.02]) == pytest.approx((0.6, 1.96 * 0.02))
+    mean, half = pooled([0.5, 0.6, 0.7], [0.01] * 3)
+    assert mean == pytest.approx(0.6) and half == pytest.approx(4.303 * math.sqrt(0.01 / 3))
+    # Seeds that agree exactly still keep their sampling error.
+    assert pooled([0.6, 0.6], [0.03, 0.04])[1] == pytest.approx(12.706 * math.sqrt((0.03**2 + 0.04**2) / 4))
+
+
+def test_ranked_lists_split_into_halves_and_pairs() -> None:
+    from datasets import Dataset
+
+    lists = Dataset.from_list(
+        [{"prompt": "p", "completions": ["a", "b", "c"]}, {"prompt": "q", "completions": ["x", "y"]}]
+    )
+    rows = sorted((r["prompt"], r["completion"], r["label"]) for r in unpaired_from_ranked(lists, seed=0))
+    assert rows == [("p", "a", True), ("p", "c", False), ("q", "x", True), ("q", "y", False)]
+    assert pairs_of(lists, "ranked") == (["p", "p", "p", "q"], ["a", "a", "b", "x"], ["b", "c", "c", "y"])
+    labelled = Dataset.from_list(
+        [
+            {"prompt": "p", "completion": "a", "label": True},
+            {"prompt": "p", "completion": "b", "label": False},
+            {"prompt": "q", "completion": "c", "label": True},  # no undesirable partner: no pair
+        ]
+    )
+    assert pairs_of(labelled, "unpaired") == (["p"], ["a"], ["b"])
+
+
+def test_without_matplotlib_tables_only_with_a_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
+    run = Run(seed=0, win_rate=0.6, win_rate_stderr=0.01, accuracy=0.7, margin=0.2, kl=0.1, kl_stderr=0.01)
+    run.curve = [(0, 0.5), (3, 0.6)]
+    result = MethodResult(Method("dpo", ("dpo",), "paired"), [run])
+    comparison = Comparison(CompareConfig(task="transitive"), True, [result], 1.0, [])
+    files = write_outputs(comparison, tmp_path, sys.stderr)
+    assert PLOT_HINT in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.png"))
+    assert {f.name for f in files} == {"compare.md", "compare.csv", "runs.csv", "curves.csv"}

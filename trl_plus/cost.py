@@ -1,0 +1,77 @@
+"""What training costs, measured from inside the process: peak resident memory (Linux) and step times.
+
+Shared by `trl-plus compare` and `scripts/bench_preference.py`, so both report memory the same way: the peak
+resident set size (VmHWM) over a span of work minus the RSS just before it, with the kernel's peak mark reset
+through `/proc/self/clear_refs` at the start of the span.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+
+def status_kib(key: str) -> int:
+    """A `/proc/self/status` figure in KiB, e.g. `VmRSS` (resident now) or `VmHWM` (peak resident)."""
+    match = re.search(rf"^{key}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
+    if match is None:
+        raise RuntimeError(f"/proc/self/status has no {key} line; memory is measured on Linux only.")
+    return int(match.group(1))
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark to the current RSS (Linux ≥ 4.0); False where that is refused."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def release_free_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc's malloc_trim), so that a span measured
+    after earlier work in the same process starts from what is really in use, not from pages freed but kept."""
+    gc.collect()
+    # Not glibc: nothing to call, and the RSS at the start of a span may then include freed pages.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+class PeakMemory:
+    """Peak RSS over a span minus the RSS at its start, in MiB; `pause()`/`resume()` leave out work inside the
+    span (e.g. evaluations during training). `peak_mib` is None where the peak mark cannot be reset."""
+
+    def __init__(self) -> None:
+        release_free_memory()
+        self.start_kib = status_kib("VmRSS")
+        self.resettable = reset_peak_rss()
+        self._peaks: list[int] = []
+
+    def pause(self) -> None:
+        self._peaks.append(status_kib("VmHWM"))
+
+    def resume(self) -> None:
+        reset_peak_rss()
+
+    @property
+    def peak_mib(self) -> float | None:
+        if not self.resettable:
+            return None
+        return (max([*self._peaks, status_kib("VmHWM")]) - self.start_kib) / 1024
+
+
+class StepClock(TrainerCallback):  # type: ignore[misc]
+    """Timestamps of each optimizer step's end; consecutive differences are whole training-loop iterations."""
+
+    def __init__(self) -> None:
+        self.ends: list[float] = []
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.ends.append(time.perf_counter())
