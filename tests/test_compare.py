@@ -25,7 +25,8 @@ from trl_plus.compare import (
     pooled,
     table_cells,
     unpaired_from_ranked,
-    write_outputs,
+    write_plots,
+    write_tables,
 )
 from trl_plus.registry import LOSSES, register_loss
 from trl_plus.types import LossOutput, PairedLogps
@@ -130,18 +131,62 @@ def test_a_broken_plugin_loss_is_a_failed_row_and_the_others_complete(
     assert "deliberately broken" in (tmp_path / "errors.log").read_text()  # with the traceback
 
 
-def test_same_seeds_give_the_same_table(reference: Path, tmp_path: Path) -> None:
-    """Everything but time and memory repeats exactly in one process (same thread count)."""
+def test_same_seeds_give_the_same_rows_whatever_runs_before(reference: Path, tmp_path: Path) -> None:
+    """A method's scores and curve repeat exactly (same process, same thread count), alone or after another method
+    that trains, samples and evaluates first: no state leaks from one run into the next."""
     scores = ("win_rate", "win_rate_ci_low", "accuracy", "margin", "kl", "kl_ci_half")
-    tables = []
-    for run in ("a", "b"):
-        settings = {**SMALL, "seeds": 1, "curve_points": 0}
-        config = CompareConfig(
-            losses="kto", task="transitive", model=str(reference), out_dir=tmp_path / run, **settings
-        )
+    rows, curves = [], []
+    for run, losses in (("after", "dpo,kto"), ("alone", "kto")):
+        config = CompareConfig(losses=losses, task="transitive", model=str(reference), out_dir=tmp_path / run, **SMALL)
         compare(config, out=sys.stderr)
-        tables.append([{k: row[k] for k in scores} for row in _csv_rows(tmp_path / run / "compare.csv")])
-    assert tables[0] == tables[1]
+        rows.append(
+            {k: row[k] for row in _csv_rows(tmp_path / run / "compare.csv") if row["method"] == "kto" for k in scores}
+        )
+        with (tmp_path / run / "curves.csv").open() as file:
+            curves.append([r for r in csv.DictReader(file) if r["method"] == "kto"])
+    assert rows[0] == rows[1] and curves[0] == curves[1] and len(curves[0]) == 4
+
+
+def test_step_times_leave_out_the_first_step_and_the_curve_evaluations(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trl_plus import compare as compare_module
+
+    clock = iter([0.0, 10.0, 11.0, 14.0, 16.0, 16.0, 21.0, 22.0])
+    monkeypatch.setattr(compare_module.time, "perf_counter", lambda: next(clock))
+
+    class Bar:
+        def update(self, n: int) -> None: ...
+
+    class State:
+        global_step = 0
+
+    state = State()
+    probe = compare_module._Probe(Bar(), None, {0, 2}, lambda model: 0.5)
+    probe.on_train_begin(None, state, None)  # clock: curve at step 0 from 0 to 10; the first step starts at 11
+    for step in (1, 2, 3):
+        state.global_step = step
+        probe.on_step_end(None, state, None)
+    # Steps end at 14, 16 (then the curve runs from 16 to 21: left out) and 22: step times 3, 2 and 1.
+    assert probe.curve == [(0, 0.5), (2, 0.5)]
+    assert probe.step_times() == [2.0, 1.0]  # the first step (3 s) pays one-off costs and is dropped
+
+
+def test_each_method_sees_the_same_prompts_per_step() -> None:
+    from datasets import Dataset
+
+    from trl_plus.compare import Data, method_view
+
+    lists = Dataset.from_list([{"prompt": f"p{i}", "completions": ["a", "b", "c", "d"]} for i in range(10)])
+    data = Data(lists, "ranked", [], ([], [], []))
+    dpo, kto, pl = parse_methods("dpo,kto,plackett_luce")
+    assert method_view(dpo, data, seed=0, batch_size=4) == (lists, 4)
+    assert method_view(pl, data, seed=0, batch_size=4) == (lists, 4)
+    unpaired, batch = method_view(kto, data, seed=0, batch_size=4)
+    assert len(unpaired) == 40 and batch == 16  # 4 rows per list: 2 up, 2 down
+    bt = Method("rm:bt", (), "reward model", head="bt")
+    pairs, batch = method_view(bt, data, seed=0, batch_size=4)
+    assert len(pairs) == 60 and batch == 24  # 6 ordered pairs per list
+    pl_head = Method("rm:pl", (), "reward model", head="pl")
+    assert method_view(pl_head, data, seed=0, batch_size=4) == (lists, 4)  # a listwise head takes the lists
 
 
 def test_own_dataset_without_an_oracle(reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -172,6 +217,10 @@ def test_own_dataset_without_an_oracle(reference: Path, tmp_path: Path, capsys: 
         (["--losses", "dpo", "--metrics", "win_rate,speed"], "Unknown metric(s) ['speed']"),
         (["--losses", "dpo", "--dataset", "data.jsonl"], "--dataset needs --model"),
         (["--losses", "dpo", "--steps", "0"], "steps must be at least 1"),
+        (["--losses", "dpo,sigmoid"], "'sigmoid' and 'dpo' are the same method"),
+        (["--losses", "dpo", "--heads", "gmp"], "Unknown reward head 'gmp'. Did you mean 'gpm'?"),
+        (["--losses", "dpo", "--curve-prompts", "1"], "curve_prompts must be at least 2"),
+        (["--losses", "dpo", "--loss-kwargs", "[1]"], "loss_kwargs must map loss names to hyperparameters"),
     ],
 )
 def test_bad_settings_fail_before_any_work(
@@ -210,13 +259,13 @@ def test_methods_sum_losses_and_keep_their_own_hyperparameters() -> None:
 
 
 def test_pooled_interval() -> None:
-    """One seed: ±1.96 se. Three seeds of means 0.5, 0.6, 0.7 (variance 0.01, so 0.01/3 for the mean) with
-    stderrs 0.01 (sampling variance of the mean 3·0.0001/9): the spread wins, times t(2) = 4.303."""
+    """One seed: ±1.96 se. Three seeds of means 0.5, 0.6, 0.7 (variance 0.01, so 0.01/3 for the mean; t(2) =
+    4.303) with stderrs 0.01 (sampling: 1.96·√(3·0.01²)/3 = 0.0113): the spread wins. Two seeds that agree exactly
+    keep their sampling error, 1.96·√(0.03² + 0.04²)/2 = 0.049."""
     assert pooled([0.6], [0.02]) == pytest.approx((0.6, 1.96 * 0.02))
     mean, half = pooled([0.5, 0.6, 0.7], [0.01] * 3)
     assert mean == pytest.approx(0.6) and half == pytest.approx(4.303 * math.sqrt(0.01 / 3))
-    # Seeds that agree exactly still keep their sampling error.
-    assert pooled([0.6, 0.6], [0.03, 0.04])[1] == pytest.approx(12.706 * math.sqrt((0.03**2 + 0.04**2) / 4))
+    assert pooled([0.6, 0.6], [0.03, 0.04]) == pytest.approx((0.6, 0.049))
 
 
 def test_ranked_lists_split_into_halves_and_pairs() -> None:
@@ -246,7 +295,7 @@ def test_without_matplotlib_tables_only_with_a_hint(
     run.curve = [(0, 0.5), (3, 0.6)]
     result = MethodResult(Method("dpo", ("dpo",), "paired"), [run])
     comparison = Comparison(CompareConfig(task="transitive"), True, [result], 1.0, [])
-    files = write_outputs(comparison, tmp_path, sys.stderr)
+    files = write_tables(comparison, tmp_path) + write_plots(comparison, tmp_path, sys.stderr)
     assert PLOT_HINT in capsys.readouterr().err
     assert not list(tmp_path.glob("*.png"))
     assert {f.name for f in files} == {"compare.md", "compare.csv", "runs.csv", "curves.csv"}

@@ -158,8 +158,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from trl_plus.compare import CompareConfig, compare
+    from trl_plus.compare import CompareConfig, CompareError, compare
 
+    try:
+        loss_kwargs = json.loads(args.loss_kwargs) if args.loss_kwargs else None
+    except json.JSONDecodeError as error:
+        print(f"trl-plus compare: error: --loss-kwargs is not JSON: {error}", file=sys.stderr)
+        return 2
     try:
         config = CompareConfig(
             losses=args.losses,
@@ -175,14 +180,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             curve_points=args.curve_points,
             curve_prompts=args.curve_prompts,
             metrics=[m.strip() for m in args.metrics.split(",")] if args.metrics else None,
-            loss_kwargs=json.loads(args.loss_kwargs) if args.loss_kwargs else None,
+            loss_kwargs=loss_kwargs,
             learning_rate=args.learning_rate,
+            sft_learning_rate=args.sft_learning_rate,
             batch_size=args.batch_size,
             threads=args.threads,
             progress=not args.no_progress,
         )
         comparison = compare(config)
-    except (ValueError, TypeError, OSError) as error:  # bad settings or data, found before any training
+    except CompareError as error:  # bad settings or data, found before any training
         print(f"trl-plus compare: error: {error}", file=sys.stderr)
         return 2
     return 1 if any(result.error for result in comparison.results) else 0
@@ -259,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train several losses from one reference on one dataset; table, CSV and plots of who wins at what cost",
         description="Train each method with the same steps, data and seeds, then report the oracle win rate vs the "
         "reference (synthetic tasks), held-out implicit-reward accuracy and margin, KL(π‖π_ref), step time and peak "
-        "memory. Exit status 1 when a method failed (its row says why), 2 for bad settings.",
+        "memory (training runs on the CPU). Exit status 1 when a method failed (its row says why), 2 for bad settings.",
     )
     cmp.add_argument("--losses", default="dpo,ipo,simpo,orpo,kto,plackett_luce", help="methods; `a+b` sums losses")
     cmp.add_argument("--heads", help="reward-model heads to train on the same data too, e.g. bt,gpm (rows rm:NAME)")
@@ -269,8 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--steps", type=int, default=200, help="training steps per method and seed (default 200)")
     cmp.add_argument("--seeds", type=int, default=3, help="training runs per method, seeds 0..N-1 (default 3)")
     cmp.add_argument("--sft-steps", type=int, help="SFT of the reference on the task (default 300 without --model)")
-    cmp.add_argument("--n", type=int, default=256, help="held-out prompts and pairs per seed (default 256)")
-    cmp.add_argument("--curve-points", type=int, default=4, help="evaluations during training (0: no curve)")
+    cmp.add_argument("--sft-learning-rate", type=float, help="default 3e-3 for the tiny model, 2e-5 for --model")
+    cmp.add_argument("--n", type=int, default=256, help="held-out prompts per seed, and at most as many pairs")
+    cmp.add_argument("--curve-points", type=int, default=4, help="curve points after step 0 (0: no curve)")
     cmp.add_argument("--curve-prompts", type=int, default=64, help="prompts per evaluation during training")
     cmp.add_argument("--metrics", help="comma list of win_rate, accuracy, kl, cost (default: all the data allows)")
     cmp.add_argument("--loss-kwargs", help='JSON hyperparameters by loss, e.g. \'{"simpo": {"beta": 2.5}}\'')

@@ -14,7 +14,8 @@ Two modes:
 budget (`RewardModelTrainer`; every ordered pair of each list, or the lists themselves for a listwise head), scored
 by their head's held-out accuracy; they have no samples, so no win rate or KL.
 
-Per method, over `--seeds` training runs (seeds 0..N-1: data order, and the evaluation's prompts and samples):
+Training runs on the CPU. Per method, over `--seeds` training runs (seed s orders the data and draws the `--n`
+held-out prompts and the samples for the win rate and KL; the held-out pairs are the same for every seed):
 
 - `win rate`: the oracle's win rate of the method's samples against the reference's (task mode), its mean over
   seeds and a 95% interval that counts both the seeds' spread and each seed's sampling error (see `pooled`);
@@ -54,6 +55,10 @@ ORACLE_METRICS = ("win_rate",)
 PLOT_HINT = "Plots skipped: matplotlib is not installed; `pip install 'trl-plus[plot]'` adds them."
 
 
+class CompareError(ValueError):
+    """A setting or dataset compare cannot work with, found before any training."""
+
+
 @dataclass(frozen=True)
 class Method:
     """One row of the comparison: a loss, or several summed (`dpo+sft`), with its hyperparameters; or a reward
@@ -77,7 +82,8 @@ class CompareConfig:
     steps: int = 200
     seeds: int = 3
     sft_steps: int | None = None  # default: 300 for the tiny model built here, 0 for --model
-    n: int = 256  # held-out prompts (and pairs) per seed
+    sft_learning_rate: float | None = None  # default: 3e-3 for the tiny model built here, 2e-5 for --model
+    n: int = 256  # held-out prompts per seed (win rate, KL), and at most this many held-out pairs
     curve_points: int = 4
     curve_prompts: int = 64
     metrics: Sequence[str] | None = None  # default: every metric the mode has
@@ -145,7 +151,8 @@ def parse_methods(losses: str | Sequence[str], loss_kwargs: dict[str, dict[str, 
     if repeated:
         raise ValueError(f"Losses named twice: {repeated}; each method is one row.")
     given = {get_loss(name).name: kwargs for name, kwargs in (loss_kwargs or {}).items()}
-    methods, used = [], set()
+    methods: list[Method] = []
+    used: set[str] = set()
     for label in labels:
         specs = [get_loss(name.strip()) for name in label.split("+")]
         names = [spec.name for spec in specs]
@@ -161,6 +168,9 @@ def parse_methods(losses: str | Sequence[str], loss_kwargs: dict[str, dict[str, 
             spec.check_kwargs(kwargs.get(spec.name, {}))
         used |= set(kwargs)
         kind = "unpaired" if kinds == {"unpaired"} else "ranked" if "ranked" in kinds else "paired"
+        same = [m.label for m in methods if m.losses == tuple(names)]
+        if same:
+            raise ValueError(f"{label!r} and {same[0]!r} are the same method (aliases); name it once.")
         methods.append(Method(label, tuple(names), kind, kwargs or None))
     unused = sorted(set(given) - used)
     if unused:
@@ -174,6 +184,9 @@ def parse_heads(heads: str | Sequence[str]) -> list[Method]:
 
     names = [h.strip() for h in heads.split(",")] if isinstance(heads, str) else [h.strip() for h in heads]
     specs = [get_reward_head(name) for name in names if name]
+    repeated = sorted({spec.name for spec in specs if [s.name for s in specs].count(spec.name) > 1})
+    if repeated:
+        raise ValueError(f"Reward heads named twice (or by an alias): {repeated}; each is one row.")
     return [Method(f"rm:{spec.name}", (), "reward model", head=spec.name) for spec in specs]
 
 
@@ -193,7 +206,14 @@ def check_kinds(methods: Sequence[Method], dataset_kind: str) -> None:
 
 
 def check_config(config: CompareConfig) -> tuple[list[Method], list[str]]:
-    """The methods and metrics to run; every mistake the settings can hold raises here, before training."""
+    """The methods and metrics to run; every mistake the settings can hold raises CompareError here."""
+    try:
+        return _check_config(config)
+    except (ValueError, TypeError) as error:  # unknown names (ValueError), hyperparameters a loss lacks (TypeError)
+        raise CompareError(str(error)) from error
+
+
+def _check_config(config: CompareConfig) -> tuple[list[Method], list[str]]:
     from trl_plus.synthetic import TASKS
 
     if (config.task is None) == (config.dataset is None):
@@ -209,6 +229,19 @@ def check_config(config: CompareConfig) -> tuple[list[Method], list[str]]:
         raise ValueError(f"n must be at least 2 to give an interval, got {config.n}.")
     if config.curve_points < 0:
         raise ValueError(f"curve_points must be 0 (no curve) or more, got {config.curve_points}.")
+    if config.curve_points and config.curve_prompts < 2:
+        raise ValueError(f"curve_prompts must be at least 2 to score a curve point, got {config.curve_prompts}.")
+    if config.sft_steps is not None and config.sft_steps < 0:
+        raise ValueError(f"sft_steps must be 0 or more, got {config.sft_steps}.")
+    if config.threads is not None and config.threads < 1:
+        raise ValueError(f"threads must be at least 1, got {config.threads}.")
+    if config.loss_kwargs is not None and not (
+        isinstance(config.loss_kwargs, dict) and all(isinstance(v, dict) for v in config.loss_kwargs.values())
+    ):
+        example = '{"dpo": {"beta": 0.2}}'
+        raise ValueError(
+            f"loss_kwargs must map loss names to hyperparameters, e.g. {example}; got {config.loss_kwargs!r}."
+        )
     oracle = config.task is not None
     metrics = list(config.metrics) if config.metrics else [m for m in METRICS if oracle or m not in ORACLE_METRICS]
     unknown = sorted(set(metrics) - set(METRICS))
@@ -355,17 +388,17 @@ def t95(df: int) -> float:
 def pooled(means: Sequence[float], stderrs: Sequence[float]) -> tuple[float, float]:
     """The mean over seeds and the half-width of its 95% interval.
 
-    One seed: ± 1.96 standard errors of its sampling. Several: the larger of two variances of the mean, the seeds'
-    spread (which holds training and sampling noise, but is itself noisy with few seeds) and the sampling error
-    alone, times Student's t with seeds − 1 degrees of freedom.
+    One seed: ± 1.96 standard errors of its sampling. Several: the wider of two intervals, one from the seeds'
+    spread (which holds training and sampling noise; Student's t with seeds − 1 degrees of freedom, as the spread
+    of a few seeds is itself uncertain) and one from the sampling error alone (normal: hundreds of prompts), so
+    that seeds which happen to agree do not hide the sampling error.
     """
     count = len(means)
     mean = sum(means) / count
-    sampling = sum(se**2 for se in stderrs) / count**2
+    sampling = 1.96 * math.sqrt(sum(se**2 for se in stderrs)) / count
     if count == 1:
-        return mean, 1.96 * math.sqrt(sampling)
-    spread = statistics.variance(means) / count
-    return mean, t95(count - 1) * math.sqrt(max(spread, sampling))
+        return mean, sampling
+    return mean, max(t95(count - 1) * math.sqrt(statistics.variance(means) / count), sampling)
 
 
 # -- one training run --------------------------------------------------------------------------------------------
@@ -375,7 +408,7 @@ class _Probe(StepClock):
     """Step times, the progress bar, and the curve's evaluations at chosen steps, left out of time and memory."""
 
     def __init__(
-        self, bar: Any, memory: PeakMemory, curve_at: set[int], evaluate: Callable[[Any], float] | None
+        self, bar: Any, memory: PeakMemory | None, curve_at: set[int], evaluate: Callable[[Any], float] | None
     ) -> None:
         super().__init__()
         self.bar, self.memory, self.curve_at, self.evaluate = bar, memory, curve_at, evaluate
@@ -385,11 +418,13 @@ class _Probe(StepClock):
     def _point(self, step: int, model: Any) -> None:
         if self.evaluate is None or step not in self.curve_at:
             return
-        self.memory.pause()
         begin = time.perf_counter()
+        if self.memory is not None:
+            self.memory.pause()
         self.curve.append((step, self.evaluate(model)))
+        if self.memory is not None:
+            self.memory.resume()
         self.excluded += time.perf_counter() - begin
-        self.memory.resume()
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         self._point(0, model)
@@ -506,7 +541,7 @@ def _train_and_score(
     begin = time.perf_counter()
     run = Run(seed=seed)
     view, batch_size = method_view(method, data, seed=seed, batch_size=config.batch_size)
-    memory = PeakMemory()
+    memory = PeakMemory() if "cost" in metrics else None
     out_dir = Path(config.out_dir) / "runs" / f"{method.label.replace(':', '-')}-seed{seed}"
     if method.head is not None:
         trainer = _reward_trainer(method.head, reference_path, out_dir, view, config, seed=seed, batch_size=batch_size)
@@ -529,7 +564,7 @@ def _train_and_score(
     probe = _Probe(bar, memory, curve_at, curve)
     trainer.add_callback(probe)
     trainer.train()
-    if "cost" in metrics:
+    if memory is not None:
         run.step_times, run.peak_mib = probe.step_times(), memory.peak_mib
     run.curve = probe.curve
     if method.head is not None:
@@ -557,44 +592,82 @@ def _reward_trainer(
 # -- the whole comparison ----------------------------------------------------------------------------------------
 
 
-def _reference_and_data(config: CompareConfig, methods: Sequence[Method], log: TextIO) -> tuple[Path, Data, Any]:
+def _load_reference(path: str | Path) -> tuple[Any, Any]:
+    """The reference model in float32, as the trainers load the policy from the same path, so that KL and margins
+    measure training, not a precision difference; and its tokenizer, padded as TRL's trainers pad."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def _sample(rows: tuple[list[Any], list[Any], list[Any]], n: int) -> tuple[list[Any], list[Any], list[Any]]:
+    """At most `n` of the pairs, drawn with a fixed seed."""
+    import random
+
+    if len(rows[0]) <= n:
+        return rows
+    keep = sorted(random.Random(0).sample(range(len(rows[0])), n))
+    return tuple([part[i] for i in keep] for part in rows)  # type: ignore[return-value]
+
+
+def _own_data(config: CompareConfig, methods: Sequence[Method]) -> Data:
+    """The user's dataset, split and checked; CompareError for anything compare cannot train or score on."""
+    from trl_plus.trainers.preference import check_preference_dataset
+    from trl_plus.trainers.unpaired import check_unpaired_dataset
+
+    assert config.dataset is not None
+    try:
+        train, held = split_dataset(load_dataset_arg(config.dataset), config.n)
+        kind, held_kind = dataset_kind(train), dataset_kind(held)
+        if held_kind != kind:
+            raise ValueError(f"The train split holds {kind} rows but the test split {held_kind} rows.")
+        check_kinds(methods, kind)
+        for split, name in ((train, "train"), (held, "test")):
+            if kind == "unpaired":
+                check_unpaired_dataset(split, name)
+            else:
+                check_preference_dataset(split, name)
+    except (ValueError, TypeError, KeyError, OSError) as error:
+        raise CompareError(f"{config.dataset}: {error}") from error
+    scored = _sample(pairs_of(held, kind), config.n)
+    if not scored[0]:
+        raise CompareError(f"{config.dataset}: the held-out split has no pairs to score (no prompt with both labels).")
+    prompts = list(dict.fromkeys(json.dumps(p) for p in held["prompt"]))[: config.n]
+    return Data(train, kind, [json.loads(p) for p in prompts], scored)
+
+
+def _task_reference_and_data(config: CompareConfig, log: TextIO) -> tuple[Path, Data, Any]:
     from trl_plus.demo import sft
     from trl_plus.synthetic import get_task, policy_preference_dataset
     from trl_plus.testing import make_tiny
 
-    out = Path(config.out_dir)
-    if config.dataset is not None:
-        assert config.model is not None
-        train, held = split_dataset(load_dataset_arg(config.dataset), config.n)
-        kind = dataset_kind(train)
-        check_kinds(methods, kind)
-        if kind != "unpaired":
-            from trl_plus.trainers.preference import check_preference_dataset
-
-            check_preference_dataset(train, "train")
-        scored = pairs_of(held, kind)
-        if not scored[0]:
-            raise ValueError("The held-out split has no pairs to score (no prompt with both labels).")
-        prompts = list(dict.fromkeys(json.dumps(p) for p in held["prompt"]))[: config.n]
-        return Path(config.model), Data(train, kind, [json.loads(p) for p in prompts], scored), None
-
     assert config.task is not None
+    out = Path(config.out_dir)
     task = get_task(config.task, seed=0)
-    if config.model is None:
-        sft_steps = 300 if config.sft_steps is None else config.sft_steps
-        print(f"Building a tiny llama and fine-tuning it on {config.task} for {sft_steps} steps (SFT)", file=log)
+    steps = (300 if config.model is None else 0) if config.sft_steps is None else config.sft_steps
+    reference = Path(config.model) if config.model is not None else make_tiny("llama", out / "base", seed=0)
+    if steps:
+        default_lr = 3e-3 if config.model is None else 2e-5  # a tiny random model needs big steps; a real one not
+        lr = config.sft_learning_rate or default_lr
+        print(f"SFT of {reference} on {config.task}: {steps} steps at learning rate {lr}", file=log)
         reference = sft(
-            make_tiny("llama", out / "base", seed=0), out / "reference", config.task, steps=sft_steps, seed=0
+            reference, out / "reference", config.task, steps=steps, seed=0, print_logs=False, learning_rate=lr
         )
-    elif config.sft_steps:
-        print(f"Fine-tuning {config.model} on {config.task} for {config.sft_steps} steps (SFT)", file=log)
-        reference = sft(config.model, out / "reference", config.task, steps=config.sft_steps, seed=0, print_logs=False)
-    else:
-        reference = Path(config.model)
+    policy = _load_reference(reference)
     print(f"Sampling the preference data: {config.batch_size * config.steps} prompts × 4 samples", file=log)
     # One dataset for every method and seed: seed 0 draws its prompts, samples and oracle rankings.
-    train = policy_preference_dataset(reference, task, config.batch_size * config.steps, k=4, seed=0)
-    held = policy_preference_dataset(reference, task, config.n, k=2, seed=10_000)
+    train = policy_preference_dataset(policy, task, config.batch_size * config.steps, k=4, seed=0)
+    if len(train) < config.batch_size:
+        raise CompareError(
+            f"The reference gave {len(train)} prompts with two distinct samples, fewer than one batch: it repeats "
+            "itself. Fine-tune it on the task first (--sft-steps)."
+        )
+    held = policy_preference_dataset(policy, task, config.n, k=2, seed=10_000)
     pairs: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
     for row in held:
         p_chosen = task.prefer(row["prompt"], row["chosen"], row["rejected"])
@@ -604,34 +677,50 @@ def _reference_and_data(config: CompareConfig, methods: Sequence[Method], log: T
             pairs[1].append(better)
             pairs[2].append(worse)
     print(f"Held-out: {len(pairs[0])} of {len(held)} pairs with a strict oracle preference", file=log)
+    if not pairs[0]:
+        print("No held-out pair has a strict oracle preference: the accuracy column stays empty.", file=log)
     return reference, Data(train, "ranked", [], pairs), task
 
 
 def compare(config: CompareConfig, *, out: TextIO | None = None, log: TextIO | None = None) -> Comparison:
     """Train and score every method; write compare.md, compare.csv, runs.csv, curves.csv and the plots to
-    `config.out_dir`; print the table and a summary line to `out` (stdout) and progress to `log` (stderr)."""
-    import torch
-    from tqdm.auto import tqdm
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    `config.out_dir`; print the table and a summary line to `out` (stdout) and progress to `log` (stderr).
 
-    from trl_plus.demo import _quiet
+    CompareError (before any training) for settings or data it cannot work with; a method that fails while
+    training or scoring becomes a failed row instead. Global state (warning filters, torch's thread count) is
+    restored on return."""
+    import torch
 
     out = sys.stdout if out is None else out
     log = sys.stderr if log is None else log
     methods, metrics = check_config(config)
+    threads = torch.get_num_threads()
+    with warnings.catch_warnings():
+        # TRL's configs warn about deprecated names they set themselves; the table is what the user is here for.
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        try:
+            if config.threads:
+                torch.set_num_threads(config.threads)
+            return _compare(config, methods, metrics, out, log)
+        finally:
+            torch.set_num_threads(threads)
+
+
+def _compare(config: CompareConfig, methods: list[Method], metrics: list[str], out: TextIO, log: TextIO) -> Comparison:
+    from tqdm.auto import tqdm
+
+    from trl_plus.demo import _quiet
+
     begin = time.perf_counter()
     _quiet()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    # TRL's configs warn about deprecated names they set themselves; the table is what the user is here for.
-    warnings.filterwarnings("ignore", category=FutureWarning)
+    data = _own_data(config, methods) if config.dataset is not None else None
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    reference_path, data, task = _reference_and_data(config, methods, log)
-    reference = AutoModelForCausalLM.from_pretrained(str(reference_path)).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(reference_path))
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token  # as TRL's trainers do
+    if data is None:
+        reference_path, data, task = _task_reference_and_data(config, log)
+    else:
+        reference_path, task = Path(str(config.model)), None
+    reference, tokenizer = _load_reference(reference_path)
     evaluator = _Evaluator(config, reference, tokenizer, data, task)
 
     results = []
@@ -649,7 +738,8 @@ def compare(config: CompareConfig, *, out: TextIO | None = None, log: TextIO | N
                     _train_and_score(method, seed, config, reference_path, data, evaluator, metrics, bar)
                 )
             except Exception as error:  # a failed method is a row of its own; the others go on
-                result.error = f"{type(error).__name__}: {error}"
+                message = " ".join(str(error).split())  # one line, for the table
+                result.error = f"{type(error).__name__}: {message}" + (f" (seed {seed})" if seed else "")
                 with errors.open("a") as file:
                     file.write(f"== {method.label}, seed {seed}\n{traceback.format_exc()}\n")
                 break
@@ -658,9 +748,12 @@ def compare(config: CompareConfig, *, out: TextIO | None = None, log: TextIO | N
         results.append(result)
 
     comparison = Comparison(config, task is not None, results, time.perf_counter() - begin, [])
-    comparison.files = write_outputs(comparison, out_dir, log)
+    comparison.files = write_tables(comparison, out_dir)
     print(comparison.markdown(), file=out)
     print(summary_line(comparison), file=out)
+    comparison.files += write_plots(comparison, out_dir, log)
+    if any(result.error for result in results):
+        print(f"Tracebacks of the failed methods: {errors}", file=log)
     return comparison
 
 
@@ -688,7 +781,7 @@ def summary(result: MethodResult) -> dict[str, Any]:
     runs = result.runs if result.error is None else []
     row: dict[str, Any] = dict.fromkeys(CSV_COLUMNS)
     row.update(method=result.method.label, input=result.method.kind, seeds=len(runs))
-    row["status"] = "ok" if result.error is None else f"failed: {result.error}"
+    row["status"] = "ok" if result.error is None else f"failed: {result.error}"[:300]
     if not runs:
         return row
     if runs[0].win_rate is not None:
@@ -758,7 +851,8 @@ def summary_line(comparison: Comparison) -> str:
     return "; ".join(parts) + "."
 
 
-def write_outputs(comparison: Comparison, out_dir: Path, log: TextIO) -> list[Path]:
+def write_tables(comparison: Comparison, out_dir: Path) -> list[Path]:
+    """compare.md and compare.csv (one row per method), runs.csv (per seed) and curves.csv (metric over steps)."""
     rows = comparison.rows()
     files = [out_dir / "compare.md", out_dir / "compare.csv", out_dir / "runs.csv", out_dir / "curves.csv"]
     files[0].write_text(comparison.markdown() + "\n")
@@ -775,12 +869,22 @@ def write_outputs(comparison: Comparison, out_dir: Path, log: TextIO) -> list[Pa
         for step, value in run.curve
     ]
     files[3].write_text(_csv(("method", "seed", "step", metric), points))
+    return files
+
+
+def write_plots(comparison: Comparison, out_dir: Path, log: TextIO) -> list[Path]:
+    """The PNGs, or a one-line hint without matplotlib; a plotting error is reported, not raised, since the tables
+    are written by then."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         print(PLOT_HINT, file=log)
-        return files
-    return files + plot(comparison, out_dir)
+        return []
+    try:
+        return plot(comparison, out_dir)
+    except Exception as error:
+        print(f"Plots failed ({type(error).__name__}: {error}); the tables are written.", file=log)
+        return []
 
 
 def _run_values(run: Run) -> list[Any]:

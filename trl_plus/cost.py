@@ -1,8 +1,9 @@
 """What training costs, measured from inside the process: peak resident memory (Linux) and step times.
 
-Shared by `trl-plus compare` and `scripts/bench_preference.py`, so both report memory the same way: the peak
-resident set size (VmHWM) over a span of work minus the RSS just before it, with the kernel's peak mark reset
-through `/proc/self/clear_refs` at the start of the span.
+Shared by `trl-plus compare` and `scripts/bench_preference.py`; both report the peak resident set size (VmHWM)
+over a span of work minus the RSS just before it, with the kernel's peak mark reset through `/proc/self/clear_refs`
+at the start of the span. (The benchmark runs each span in a fresh process; compare runs them one after another in
+one process, hence `release_free_memory`.)
 """
 
 from __future__ import annotations
@@ -50,15 +51,22 @@ class PeakMemory:
 
     def __init__(self) -> None:
         release_free_memory()
-        self.start_kib = status_kib("VmRSS")
-        self.resettable = reset_peak_rss()
+        try:
+            self.start_kib = status_kib("VmRSS")
+        except (OSError, RuntimeError):  # no /proc (macOS, Windows): no figure rather than a failure
+            self.resettable = False
+        else:
+            self.resettable = reset_peak_rss()
         self._peaks: list[int] = []
 
     def pause(self) -> None:
-        self._peaks.append(status_kib("VmHWM"))
+        if self.resettable:
+            self._peaks.append(status_kib("VmHWM"))
 
     def resume(self) -> None:
-        reset_peak_rss()
+        if self.resettable:
+            release_free_memory()  # what the paused work freed but the allocator kept is not the span's
+            reset_peak_rss()
 
     @property
     def peak_mib(self) -> float | None:

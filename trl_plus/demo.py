@@ -34,7 +34,14 @@ def _quiet() -> None:
 
 
 def sft(
-    model_path: str | Path, out_dir: str | Path, task_name: str, *, steps: int, seed: int, print_logs: bool = True
+    model_path: str | Path,
+    out_dir: str | Path,
+    task_name: str,
+    *,
+    steps: int,
+    seed: int,
+    print_logs: bool = True,
+    learning_rate: float = 3e-3,  # tiny random models need a large step to learn the format in a few hundred steps
 ) -> Path:
     """Supervised fine-tuning on the task's base answers with TRL's SFTTrainer; saves model and tokenizer."""
     from transformers import PrinterCallback
@@ -45,7 +52,7 @@ def sft(
         output_dir=str(out_dir),
         max_steps=steps,
         per_device_train_batch_size=32,
-        learning_rate=3e-3,  # tiny random models need a large step to learn the format in a few hundred steps
+        learning_rate=learning_rate,
         lr_scheduler_type="cosine",
         warmup_steps=max(1, steps // 20),
         logging_steps=max(1, steps // 4),
