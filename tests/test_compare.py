@@ -189,11 +189,14 @@ def test_each_method_sees_the_same_prompts_per_step() -> None:
     assert method_view(pl_head, data, seed=0, batch_size=4) == (lists, 4)  # a listwise head takes the lists
 
 
-def test_own_dataset_without_an_oracle(reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("conversational", [False, True])
+def test_own_dataset_without_an_oracle(
+    conversational: bool, reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from trl_plus.synthetic import get_task
 
     data = tmp_path / "pairs.jsonl"
-    rows = get_task("transitive").preference_dataset(60, seed=3)
+    rows = get_task("transitive").preference_dataset(60, seed=3, conversational=conversational)
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))
     config = CompareConfig(losses="dpo,kto", dataset=str(data), model=str(reference), out_dir=tmp_path / "out", **SMALL)
     compare(config)
@@ -204,7 +207,7 @@ def test_own_dataset_without_an_oracle(reference: Path, tmp_path: Path, capsys: 
         assert 0.0 <= row["accuracy"] <= 1.0 and math.isfinite(row["kl"]) and row["step_time_s"] > 0
     assert "best held-out accuracy" in out
     if "matplotlib" in sys.modules:
-        assert (tmp_path / "out" / "accuracy_vs_kl.png").exists()
+        assert (tmp_path / "out" / "accuracy_vs_kl.png").exists() and (tmp_path / "out" / "accuracy_curve.png").exists()
 
 
 @pytest.mark.parametrize(
