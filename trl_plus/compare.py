@@ -39,6 +39,7 @@ import json
 import math
 import statistics
 import sys
+import tempfile
 import time
 import traceback
 import warnings
@@ -534,15 +535,37 @@ def _train_and_score(
     metrics: Sequence[str],
     bar: Any,
 ) -> Run:
-    from transformers import PrinterCallback
-
-    from trl_plus.demo import preference_trainer
-
     begin = time.perf_counter()
     run = Run(seed=seed)
     view, batch_size = method_view(method, data, seed=seed, batch_size=config.batch_size)
     memory = PeakMemory() if "cost" in metrics else None
-    out_dir = Path(config.out_dir) / "runs" / f"{method.label.replace(':', '-')}-seed{seed}"
+    # Nothing is saved (save_strategy "no"), but trainers want an output_dir: a scratch one, removed afterwards.
+    with tempfile.TemporaryDirectory(prefix="trl-plus-compare-") as scratch:
+        trainer = _trainer(method, Path(scratch), view, batch_size, config, reference_path, seed)
+        curve_at = _curve_steps(config.steps, config.curve_points)
+        # A reward model has no samples to score during training: its row has no curve.
+        curve = evaluator.curve(seed) if curve_at and method.head is None else None
+        probe = _Probe(bar, memory, curve_at, curve)
+        trainer.add_callback(probe)
+        trainer.train()
+    if memory is not None:
+        run.step_times, run.peak_mib = probe.step_times(), memory.peak_mib
+    run.curve = probe.curve
+    if method.head is not None:
+        evaluator.score_reward_model(run, trainer.reward_model, metrics)
+    else:
+        evaluator.score(run, trainer.model, metrics)
+    run.seconds = time.perf_counter() - begin
+    return run
+
+
+def _trainer(
+    method: Method, out_dir: Path, view: Any, batch_size: int, config: CompareConfig, reference_path: Path, seed: int
+) -> Any:
+    from transformers import PrinterCallback
+
+    from trl_plus.demo import preference_trainer
+
     if method.head is not None:
         trainer = _reward_trainer(method.head, reference_path, out_dir, view, config, seed=seed, batch_size=batch_size)
     else:
@@ -558,21 +581,7 @@ def _train_and_score(
             learning_rate=config.learning_rate,
         )
     trainer.remove_callback(PrinterCallback)  # it prints the logs, which would mix with the table on stdout
-    curve_at = _curve_steps(config.steps, config.curve_points)
-    # A reward model has no samples to score during training: its row has no curve.
-    curve = evaluator.curve(seed) if curve_at and method.head is None else None
-    probe = _Probe(bar, memory, curve_at, curve)
-    trainer.add_callback(probe)
-    trainer.train()
-    if memory is not None:
-        run.step_times, run.peak_mib = probe.step_times(), memory.peak_mib
-    run.curve = probe.curve
-    if method.head is not None:
-        evaluator.score_reward_model(run, trainer.reward_model, metrics)
-    else:
-        evaluator.score(run, trainer.model, metrics)
-    run.seconds = time.perf_counter() - begin
-    return run
+    return trainer
 
 
 def _reward_trainer(
