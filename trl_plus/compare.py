@@ -139,13 +139,18 @@ class Comparison:
 # -- validation, before any training ---------------------------------------------------------------------------
 
 
+def _names(value: str | Sequence[str]) -> list[str]:
+    """`a, b,c` (or a list of names) as stripped names, empty ones dropped."""
+    names = value.split(",") if isinstance(value, str) else value
+    return [name.strip() for name in names if name.strip()]
+
+
 def parse_methods(losses: str | Sequence[str], loss_kwargs: dict[str, dict[str, Any]] | None = None) -> list[Method]:
     """Methods from `dpo,simpo,dpo+sft`; unknown names, mixed input kinds and bad hyperparameters raise here."""
     from trl_plus.demo import loss_kinds
     from trl_plus.registry import get_loss
 
-    labels = [m.strip() for m in losses.split(",")] if isinstance(losses, str) else [m.strip() for m in losses]
-    labels = [label for label in labels if label]
+    labels = _names(losses)
     if not labels:
         raise ValueError("No losses to compare; name registered losses, e.g. --losses dpo,simpo.")
     repeated = sorted({label for label in labels if labels.count(label) > 1})
@@ -183,8 +188,7 @@ def parse_heads(heads: str | Sequence[str]) -> list[Method]:
     """Reward-model rows from `bt,gpm`; unknown heads raise here, with suggestions."""
     from trl_plus.registry import get_reward_head
 
-    names = [h.strip() for h in heads.split(",")] if isinstance(heads, str) else [h.strip() for h in heads]
-    specs = [get_reward_head(name) for name in names if name]
+    specs = [get_reward_head(name) for name in _names(heads)]
     repeated = sorted({spec.name for spec in specs if [s.name for s in specs].count(spec.name) > 1})
     if repeated:
         raise ValueError(f"Reward heads named twice (or by an alias): {repeated}; each is one row.")
@@ -476,21 +480,14 @@ class _Evaluator:
     def curve(self, seed: int) -> Callable[[Any], float]:
         if self.task is not None:
             return lambda model: self.win_rate(model, seed, self.config.curve_prompts).win_rate
-        return lambda model: self._eval_mode(model, lambda: self.accuracy(model, self.config.curve_prompts).accuracy)
-
-    @staticmethod
-    def _eval_mode(model: Any, fn: Callable[[], float]) -> float:
-        training = model.training
-        model.eval()
-        try:
-            return fn()
-        finally:
-            model.train(training)
+        return lambda model: self.accuracy(model, self.config.curve_prompts).accuracy
 
     def score_reward_model(self, run: Run, model: Any, metrics: Sequence[str], batch_size: int = 64) -> None:
-        """A reward model's held-out accuracy: P(chosen ≻ rejected) > ½ (a tie counts ½), and its mean margin in
-        logits, log P/(1 − P) (for a scalar head, r(chosen) − r(rejected))."""
+        """A reward model's held-out accuracy (`PreferenceAccuracy`: P(chosen ≻ rejected) > ½, a tie counts ½), and
+        its mean margin in logits, log P/(1 − P) (for a scalar head, r(chosen) − r(rejected))."""
         import torch
+
+        from trl_plus.metrics import PreferenceAccuracy
 
         if "accuracy" not in metrics or not self.data.pairs[0]:
             return
@@ -503,13 +500,13 @@ class _Evaluator:
                     for i in range(0, len(prompts), batch_size)
                 ]
             ).double()
-        run.accuracy = float(((probabilities > 0.5).double() + 0.5 * (probabilities == 0.5).double()).mean())
+        accuracy = PreferenceAccuracy().compute(predictions=probabilities.tolist(), references=[1] * len(prompts))
+        run.accuracy = accuracy["accuracy"]
         run.margin = float(torch.logit(probabilities, eps=1e-12).mean())
 
     def score(self, run: Run, policy: Any, metrics: Sequence[str]) -> None:
         from trl_plus.evaluation import kl_estimate
 
-        policy.eval()
         seed = run.seed
         if "win_rate" in metrics:
             result = self.win_rate(policy, seed, self.config.n)
@@ -650,14 +647,13 @@ def _own_data(config: CompareConfig, methods: Sequence[Method]) -> Data:
     return Data(train, kind, [json.loads(p) for p in prompts], scored)
 
 
-def _task_reference_and_data(config: CompareConfig, log: TextIO) -> tuple[Path, Data, Any]:
+def _task_reference(config: CompareConfig, log: TextIO) -> Path:
+    """The reference for a task: --model, or a tiny llama built here; fine-tuned on the task first when asked."""
     from trl_plus.demo import sft
-    from trl_plus.synthetic import get_task, policy_preference_dataset
     from trl_plus.testing import make_tiny
 
     assert config.task is not None
     out = Path(config.out_dir)
-    task = get_task(config.task, seed=0)
     steps = (300 if config.model is None else 0) if config.sft_steps is None else config.sft_steps
     reference = Path(config.model) if config.model is not None else make_tiny("llama", out / "base", seed=0)
     if steps:
@@ -667,7 +663,13 @@ def _task_reference_and_data(config: CompareConfig, log: TextIO) -> tuple[Path, 
         reference = sft(
             reference, out / "reference", config.task, steps=steps, seed=0, print_logs=False, learning_rate=lr
         )
-    policy = _load_reference(reference)
+    return reference
+
+
+def _task_data(config: CompareConfig, policy: tuple[Any, Any], task: Any, log: TextIO) -> Data:
+    """On-policy ranked lists of the reference for training, and held-out pairs of its samples."""
+    from trl_plus.synthetic import policy_preference_dataset
+
     print(f"Sampling the preference data: {config.batch_size * config.steps} prompts × 4 samples", file=log)
     # One dataset for every method and seed: seed 0 draws its prompts, samples and oracle rankings.
     train = policy_preference_dataset(policy, task, config.batch_size * config.steps, k=4, seed=0)
@@ -688,7 +690,7 @@ def _task_reference_and_data(config: CompareConfig, log: TextIO) -> tuple[Path, 
     print(f"Held-out: {len(pairs[0])} of {len(held)} pairs with a strict oracle preference", file=log)
     if not pairs[0]:
         print("No held-out pair has a strict oracle preference: the accuracy column stays empty.", file=log)
-    return reference, Data(train, "ranked", [], pairs), task
+    return Data(train, "ranked", [], pairs)
 
 
 def compare(config: CompareConfig, *, out: TextIO | None = None, log: TextIO | None = None) -> Comparison:
@@ -719,17 +721,17 @@ def _compare(config: CompareConfig, methods: list[Method], metrics: list[str], o
     from tqdm.auto import tqdm
 
     from trl_plus.demo import _quiet
+    from trl_plus.synthetic import get_task
 
     begin = time.perf_counter()
     _quiet()
-    data = _own_data(config, methods) if config.dataset is not None else None
+    own_data = _own_data(config, methods) if config.dataset is not None else None
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if data is None:
-        reference_path, data, task = _task_reference_and_data(config, log)
-    else:
-        reference_path, task = Path(str(config.model)), None
+    reference_path = _task_reference(config, log) if own_data is None else Path(str(config.model))
     reference, tokenizer = _load_reference(reference_path)
+    task = get_task(config.task, seed=0) if config.task is not None else None
+    data = own_data or _task_data(config, (reference, tokenizer), task, log)
     evaluator = _Evaluator(config, reference, tokenizer, data, task)
 
     results = []

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from trl_plus.synthetic.evaluate import prompt_texts, sampled_batches, sampling
+from trl_plus.synthetic.evaluate import eval_mode, prompt_texts, sampled_batches, sampling
 
 
 @dataclass(frozen=True)
@@ -117,15 +117,17 @@ def implicit_reward_accuracy(
     batch_size: int = 32,
 ) -> ImplicitRewardAccuracy:
     """The share of pairs with (log π − log π_ref)(chosen) > (log π − log π_ref)(rejected), ties counting half, and
-    the mean margin between the two. Pairs are tokenised as TRL's trainers tokenise them: plain text with the eos
-    appended, chat messages through the chat template."""
+    the mean margin between the two, with both models in eval mode. Pairs are tokenised as TRL's trainers tokenise
+    them: plain text with the eos appended, chat messages through the chat template."""
     margins: list[float] = []
-    for begin in range(0, len(prompts), batch_size):
-        part = slice(begin, begin + batch_size)
-        rewards = [
-            _implicit_rewards(policy, reference, tokenizer, prompts[part], side[part]) for side in (chosen, rejected)
-        ]
-        margins.extend((rewards[0] - rewards[1]).tolist())
+    with eval_mode([policy, reference]):
+        for begin in range(0, len(prompts), batch_size):
+            part = slice(begin, begin + batch_size)
+            rewards = [
+                _implicit_rewards(policy, reference, tokenizer, prompts[part], side[part])
+                for side in (chosen, rejected)
+            ]
+            margins.extend((rewards[0] - rewards[1]).tolist())
     accuracy = sum(1.0 if m > 0 else 0.5 if m == 0 else 0.0 for m in margins) / len(margins)
     return ImplicitRewardAccuracy(accuracy, _estimate(margins))
 

@@ -53,23 +53,32 @@ def load_policy(policy: Policy) -> tuple[Any, Any]:
 
 
 @contextlib.contextmanager
-def sampling(models: list[Any], tokenizer: Any, seed: int) -> Iterator[None]:
-    """Models in eval mode, left padding (decoder-only models continue from the right edge) and the torch RNG seeded
-    with `seed`, for the duration; each restored afterwards, so sampling leaves no trace on the caller."""
+def eval_mode(models: list[Any]) -> Iterator[None]:
+    """Models in eval mode (no dropout) for the duration, each back in its own mode afterwards."""
     was_training = [model.training for model in models]
-    padding_side = tokenizer.padding_side
-    generator_state = torch.random.get_rng_state()
     for model in models:
         model.eval()
-    tokenizer.padding_side = "left"
-    torch.manual_seed(seed)
     try:
         yield
     finally:
-        torch.random.set_rng_state(generator_state)
-        tokenizer.padding_side = padding_side
         for model, mode in zip(models, was_training, strict=True):
             model.train(mode)
+
+
+@contextlib.contextmanager
+def sampling(models: list[Any], tokenizer: Any, seed: int) -> Iterator[None]:
+    """Models in eval mode, left padding (decoder-only models continue from the right edge) and the torch RNG seeded
+    with `seed`, for the duration; each restored afterwards, so sampling leaves no trace on the caller."""
+    padding_side = tokenizer.padding_side
+    generator_state = torch.random.get_rng_state()
+    tokenizer.padding_side = "left"
+    torch.manual_seed(seed)
+    try:
+        with eval_mode(models):
+            yield
+    finally:
+        torch.random.set_rng_state(generator_state)
+        tokenizer.padding_side = padding_side
 
 
 def sampled_batches(
@@ -187,8 +196,8 @@ def win_rate(
     completions_a, completions_b = sample(policy_a, seed), sample(policy_b, seed + 1)
     wins = [task.prefer(p, a, b) for p, a, b in zip(prompts, completions_a, completions_b, strict=True)]
     mean = sum(wins) / n
-    std = math.sqrt(sum((w - mean) ** 2 for w in wins) / (n - 1))
-    half = 1.96 * std / math.sqrt(n)
+    stderr = math.sqrt(sum((w - mean) ** 2 for w in wins) / (n - 1) / n)
+    half = 1.96 * stderr
     return WinRate(
         win_rate=mean,
         ci_low=max(0.0, mean - half),
@@ -196,7 +205,7 @@ def win_rate(
         n=n,
         valid_a=sum(task.is_valid(p, a) for p, a in zip(prompts, completions_a, strict=True)) / n,
         valid_b=sum(task.is_valid(p, b) for p, b in zip(prompts, completions_b, strict=True)) / n,
-        stderr=std / math.sqrt(n),
+        stderr=stderr,
     )
 
 
