@@ -7,7 +7,10 @@ from trl_plus.trainers.preference import DataCollatorForRankedPreference, Prefer
 from trl_plus.trainers.unpaired import UnpairedPreferenceConfig, UnpairedPreferenceTrainer, unpaired_view
 
 __all__ = [
+    "Critic",
     "DataCollatorForRankedPreference",
+    "PPOConfig",
+    "PPOTrainer",
     "PreferenceConfig",
     "PreferenceTrainer",
     "RewardModelConfig",
@@ -25,4 +28,8 @@ def __getattr__(name: str) -> object:
         from trl_plus.trainers import reward
 
         return getattr(reward, name)
+    if name in ("Critic", "PPOConfig", "PPOTrainer"):  # they take reward models too: the same import order
+        from trl_plus.trainers import ppo
+
+        return getattr(ppo, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,7 +14,17 @@ from typing import Any
 
 import torch
 from accelerate.utils import is_peft_model
-from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer, RewardConfig, RewardTrainer, unpair_preference_dataset
+from trl import (
+    DPOConfig,
+    DPOTrainer,
+    GRPOConfig,
+    GRPOTrainer,
+    KTOConfig,
+    KTOTrainer,
+    RewardConfig,
+    RewardTrainer,
+    unpair_preference_dataset,
+)
 from trl.data_utils import is_conversational
 from trl.kernels.chunked_logprob import _use_triton
 from trl.models.utils import disable_gradient_checkpointing
@@ -31,6 +41,8 @@ __all__ = [
     "DPOTrainer",
     "DataCollatorForPreference",
     "FusedCausalLMOutput",
+    "GRPOConfig",
+    "GRPOTrainer",
     "KTOConfig",
     "KTOTrainer",
     "RewardCollator",
