@@ -461,7 +461,8 @@ class PPOTrainer(_compat.GRPOTrainer):
         if entropies is not None:
             metrics["policy/entropy_avg"].append(reduce(ppo_math.masked_mean(entropies.detach(), mask)).mean().item())
         # HF's loss scaling over gradient accumulation is off for GRPO (it scales its own loss), so scale here.
-        return loss / (self.current_gradient_accumulation_steps if mode == "train" else 1.0)
+        steps = getattr(self, "current_gradient_accumulation_steps", args.gradient_accumulation_steps)
+        return loss / (steps if mode == "train" else 1.0)
 
 
 def _value_backbone(value_model: Any) -> Any:
