@@ -5,7 +5,9 @@ The arguments are TRL's own: `ScriptArguments` (the dataset), `ModelConfig` (mod
 `PreferenceConfig` (every `DPOConfig`/`TrainingArguments` field plus `loss`, `loss_kwargs`, `logprob_path`, ...;
 with `--trainer unpaired`, `UnpairedPreferenceConfig`: every `KTOConfig` field plus `loss`, `loss_weights`,
 `loss_kwargs`; with `--trainer reward`, `RewardModelConfig`: every `RewardConfig` field plus `head`, `head_kwargs`,
-`pooling`, `head_learning_rate`), parsed by `trl.TrlParser`, so any field works as a `--flag` or as a key of the
+`pooling`, `head_learning_rate`; with `--trainer ppo`, `PPOConfig`: every `GRPOConfig` field plus `kl_coef`, `gamma`,
+`lam`, `num_ppo_epochs`, `num_mini_batches`, `cliprange`, `vf_coef`, ... and the reward in `--reward_model_path`),
+parsed by `trl.TrlParser`, so any field works as a `--flag` or as a key of the
 `--config` YAML file, and flags override the file. Examples:
 
     trl-plus train --model_name_or_path runs/demo/sft --dataset_name synthetic:transitive \\
@@ -14,6 +16,8 @@ with `--trainer unpaired`, `UnpairedPreferenceConfig`: every `KTOConfig` field p
         --dataset_name synthetic:transitive --synthetic_format unpaired --output_dir runs/kto --use_cpu
     trl-plus train --trainer reward --head gpm --model_name_or_path runs/demo/sft \\
         --dataset_name synthetic:cyclic --synthetic_win_prob --output_dir runs/gpm --use_cpu
+    trl-plus train --trainer ppo --model_name_or_path runs/demo/sft --dataset_name synthetic:transitive \\
+        --reward_model_path synthetic:transitive --use_peft --output_dir runs/ppo --use_cpu
     trl-plus train --config my.yaml --learning_rate 1e-5
     python -m trl_plus.train --config my.yaml
     accelerate launch --config_file scripts/accelerate/multi_gpu.yaml -m trl_plus.train --config my.yaml
@@ -21,7 +25,8 @@ with `--trainer unpaired`, `UnpairedPreferenceConfig`: every `KTOConfig` field p
 `--dataset_name` takes a directory saved with `Dataset.save_to_disk`/`DatasetDict.save_to_disk`, a local
 .json/.jsonl/.parquet/.csv file (or a directory of them), a Hub dataset id, or `synthetic:<task>` for a
 synthetic task's preference data built offline (`trl-plus task <name>` shows the oracle). The unpaired trainer takes
-prompt/completion/label rows, or pairs, which it unpairs.
+prompt/completion/label rows, or pairs, which it unpairs. The PPO trainer reads the `prompt` column of any of these
+(`synthetic:<task>` gives it the task's prompts).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from typing import Any
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
 
+from trl_plus.trainers.ppo import PPOConfig, PPOTrainer
 from trl_plus.trainers.preference import PreferenceConfig, PreferenceTrainer
 from trl_plus.trainers.reward import RewardModelConfig, RewardModelTrainer
 from trl_plus.trainers.unpaired import UnpairedPreferenceConfig, UnpairedPreferenceTrainer
@@ -47,6 +53,7 @@ TRAINERS: dict[str, tuple[type, type]] = {
     "preference": (PreferenceConfig, PreferenceTrainer),
     "unpaired": (UnpairedPreferenceConfig, UnpairedPreferenceTrainer),
     "reward": (RewardModelConfig, RewardModelTrainer),
+    "ppo": (PPOConfig, PPOTrainer),
 }
 
 
@@ -59,7 +66,8 @@ class TrainScriptArguments(ScriptArguments):
         metadata={
             "help": "`preference`: PreferenceTrainer (DPOTrainer's loop; paired and ranked data). `unpaired`: "
             "UnpairedPreferenceTrainer (KTOTrainer's loop; thumbs-up/down rows) with its KTOConfig fields. `reward`: "
-            "RewardModelTrainer (RewardTrainer's loop; a reward model with any registered head).",
+            "RewardModelTrainer (RewardTrainer's loop; a reward model with any registered head). `ppo`: PPOTrainer "
+            "(GRPOTrainer's loop; a critic, GAE and a per-token KL penalty) against `--reward_model_path`.",
             "choices": sorted(TRAINERS),
         },
     )
@@ -98,6 +106,27 @@ class TrainScriptArguments(ScriptArguments):
     )
     synthetic_conversational: bool = field(
         default=False, metadata={"help": "With `synthetic:<task>`: chat messages instead of plain text."}
+    )
+    reward_model_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "With `--trainer ppo`: the reward. A RewardModel checkpoint (saved by `--trainer reward`), a "
+            "sequence-classification checkpoint or Hub id, or `synthetic:<task>` for the task's oracle reward."
+        },
+    )
+    reward_reduce: str = field(
+        default="mean",
+        metadata={
+            "help": "With `--trainer ppo` and an ensemble RewardModel: `mean`, or `conservative` (mean − k·std).",
+            "choices": ["mean", "conservative"],
+        },
+    )
+    value_model_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "With `--trainer ppo`: a checkpoint whose backbone starts the critic (e.g. the reward model's). "
+            "Default: a second LoRA adapter on the policy's base with `--use_peft`, else a copy of the policy."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -162,7 +191,11 @@ def synthetic_dataset(task_name: str, script_args: TrainScriptArguments) -> Data
     conversational = script_args.synthetic_conversational
     splits: dict[str, Dataset] = {}
     for seed, (split, size) in enumerate(sizes.items()):
-        if script_args.synthetic_format == "ranked":
+        if script_args.trainer == "ppo":  # online: prompts only; the completions come from the policy
+            prompts = task.prompts(size, seed=seed, stream="sft" if split == "train" else "eval")
+            rows = [[{"role": "user", "content": p}] for p in prompts] if conversational else prompts
+            splits[split] = Dataset.from_dict({"prompt": rows})
+        elif script_args.synthetic_format == "ranked":
             splits[split] = task.ranked_dataset(
                 size, k=script_args.synthetic_k, seed=seed, conversational=conversational
             )
@@ -242,9 +275,41 @@ def _check_model(model_args: ModelConfig) -> str:
     return name
 
 
+def _ppo_sources(script_args: TrainScriptArguments) -> dict[str, Any]:
+    """PPOTrainer's `reward_funcs` and `value_model` from `--reward_model_path` and `--value_model_path`."""
+    from trl_plus.reward_model import HEAD_CONFIG, RewardFunction, RewardModel
+    from trl_plus.synthetic import TASKS, get_task
+
+    name = script_args.reward_model_path
+    if not name:
+        raise ArgumentError(
+            "`--trainer ppo` needs a reward: pass `--reward_model_path` with a RewardModel checkpoint (from "
+            "`--trainer reward`), a sequence-classification checkpoint or Hub id, or `synthetic:<task>` for the task's "
+            "oracle."
+        )
+    reward: Any
+    if name.startswith(SYNTHETIC_PREFIX):
+        task_name = name.removeprefix(SYNTHETIC_PREFIX)
+        if task_name not in TASKS:
+            raise ArgumentError(
+                f"Unknown synthetic task {task_name!r} in `--reward_model_path`; one of {sorted(TASKS)}."
+            )
+        reward = get_task(task_name, seed=script_args.synthetic_task_seed)
+    elif (Path(name).expanduser() / HEAD_CONFIG).is_file():
+        reward = RewardFunction(RewardModel.from_pretrained(Path(name).expanduser()), reduce=script_args.reward_reduce)
+    elif Path(name).expanduser().exists() or not _looks_like_path(name):
+        reward = str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
+    else:
+        raise ArgumentError(f"The reward model path {name!r} does not exist, and it is not a Hub model id either.")
+    value = script_args.value_model_path
+    if value is not None and not Path(value).expanduser().exists() and _looks_like_path(value):
+        raise ArgumentError(f"The value model path {value!r} does not exist, and it is not a Hub model id either.")
+    return {"reward_funcs": reward, "value_model": value}
+
+
 def train(
     script_args: TrainScriptArguments,
-    training_args: PreferenceConfig | UnpairedPreferenceConfig | RewardModelConfig,
+    training_args: PreferenceConfig | UnpairedPreferenceConfig | RewardModelConfig | PPOConfig,
     model_args: ModelConfig,
 ) -> Path:
     """Load the data and the model, train, save to `output_dir`, and return that directory."""
@@ -269,6 +334,7 @@ def train(
     model_init_kwargs.update(training_args.model_init_kwargs or {})  # type: ignore[arg-type]
     training_args.model_init_kwargs = model_init_kwargs
 
+    extra = _ppo_sources(script_args) if script_args.trainer == "ppo" else {}
     trainer = TRAINERS[script_args.trainer][1](
         model=model,
         args=training_args,
@@ -276,6 +342,7 @@ def train(
         eval_dataset=eval_dataset,
         quantization_config=quantization_config,
         peft_config=get_peft_config(model_args),
+        **extra,
     )
     if script_args.ignore_bias_buffers:
         import torch
