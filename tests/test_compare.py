@@ -105,6 +105,27 @@ def test_a_small_comparison_writes_the_table_the_csv_and_the_plots(
         assert tmp_path / name in comparison.files
 
 
+def test_online_methods_train_on_the_prompts_against_the_oracle_or_a_reward_model(
+    reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ppo` (oracle reward) and `ppo:bt` / `grpo:bt` (a bt reward model trained first, once per seed, shared)."""
+    config = CompareConfig(
+        losses=(), online="ppo,ppo:bt,grpo:bt", task="transitive", model=str(reference), out_dir=tmp_path, **SMALL
+    )
+    comparison = compare(config)
+    rows = _csv_rows(tmp_path / "compare.csv")
+    assert [row["method"] for row in rows] == ["ppo", "ppo:bt", "grpo:bt"]
+    for row in rows:
+        assert row["status"] == "ok" and row["input"] == "online" and row["seeds"] == 2, row
+        assert 0.0 <= row["win_rate_ci_low"] <= row["win_rate"] <= row["win_rate_ci_high"] <= 1.0
+        assert math.isfinite(row["kl"]) and row["step_time_s"] > 0
+    with (tmp_path / "curves.csv").open() as file:
+        points = {(r["method"], r["seed"], r["step"]) for r in csv.DictReader(file)}
+    assert ("ppo:bt", "1", "3") in points and ("ppo", "0", "0") in points
+    assert "Compared 3 method(s)" in capsys.readouterr().out
+    assert all(result.runs for result in comparison.results)
+
+
 @pytest.fixture
 def broken_loss() -> Any:
     @register_loss("compare_broken_plugin", requires_reference=False, paper="a plugin that raises")
@@ -224,6 +245,10 @@ def test_own_dataset_without_an_oracle(
         (["--losses", "dpo", "--heads", "gmp"], "Unknown reward head 'gmp'. Did you mean 'gpm'?"),
         (["--losses", "dpo", "--curve-prompts", "1"], "curve_prompts must be at least 2"),
         (["--losses", "dpo", "--loss-kwargs", "[1]"], "loss_kwargs must map loss names to hyperparameters"),
+        (["--online", "dppo"], "Unknown online method 'dppo': use one of ['ppo', 'grpo']"),
+        (["--online", "ppo:gpm"], "Use grpo:gpm, or a scalar head with ppo"),
+        (["--online", "ppo:btt"], "Unknown reward head 'btt'"),
+        (["--online", "ppo,ppo"], "Online method named twice: 'ppo'"),
     ],
 )
 def test_bad_settings_fail_before_any_work(

@@ -187,9 +187,61 @@ def test_reward_trainer_from_flags(tiny_checkpoints: dict[str, Path], tmp_path: 
     assert loaded.pooling == "mean" and loaded.head.embedding_dim == 4
 
 
+def test_ppo_trainer_from_flags_with_the_oracle_and_qlora(
+    tiny_checkpoints: dict[str, Path], tmp_path: Path, recorded: list[Any]
+) -> None:
+    """`--trainer ppo` on a synthetic task's prompts against its oracle, LoRA on a 4-bit base: the saved folder
+    holds the policy adapter, the critic adapter and the value head."""
+    out = tmp_path / "ppo"
+    argv = ["--trainer", "ppo", "--model_name_or_path", str(tiny_checkpoints["llama"]), "--output_dir", str(out)]
+    argv += ["--dataset_name", "synthetic:transitive", "--synthetic_train_size", "16", "--max_steps", "2", *FAST]
+    argv += ["--reward_model_path", "synthetic:transitive", "--use_peft", "--lora_target_modules", "q_proj", "v_proj"]
+    argv += ["--load_in_4bit", "--max_completion_length", "6", "--kl_coef", "0.1", "--num_ppo_epochs", "2"]
+    assert main(argv) == 0
+    (trainer,) = recorded
+    assert trainer.args.kl_coef == 0.1 and trainer.args.num_iterations == 2 and trainer.state.global_step == 2
+    assert trainer.train_dataset.column_names == ["prompt"]
+    assert set(trainer.model.peft_config) == {"default", "critic"}
+    for name in ("adapter_model.safetensors", "critic/adapter_model.safetensors", "value_head.safetensors"):
+        assert (out / name).is_file(), name
+
+
+def test_ppo_trainer_from_yaml_against_a_saved_ensemble_reward_model(
+    tiny_checkpoints: dict[str, Path], tmp_path: Path, recorded: list[Any]
+) -> None:
+    """A RewardModel checkpoint as `reward_model_path`, with the ensemble's conservative reward, from YAML."""
+    reward_path = tmp_path / "rm"
+    RewardModel.from_backbone(str(tiny_checkpoints["llama"]), head="ensemble").save_pretrained(reward_path)
+    config_file = tmp_path / "ppo.yaml"
+    settings = {"trainer": "ppo", "reward_model_path": str(reward_path), "reward_reduce": "conservative"}
+    config_file.write_text(yaml.safe_dump({**settings, "max_completion_length": 4, "max_steps": 1}))
+    argv = ["--model_name_or_path", str(tiny_checkpoints["llama"]), "--output_dir", str(tmp_path / "out")]
+    argv += ["--dataset_name", "synthetic:transitive", "--synthetic_train_size", "8", *FAST]
+    assert main([*argv, "--config", str(config_file)]) == 0
+    (trainer,) = recorded
+    (reward,) = trainer.reward_funcs
+    assert reward.reduce == "conservative" and reward.model.head_name == "ensemble"
+    assert (tmp_path / "out" / "value_model" / "config.json").is_file()  # full fine-tuning: the critic's own body
+
+
+def test_ppo_without_a_reward_is_one_clear_line(
+    tiny_checkpoints: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--trainer", "ppo", "--model_name_or_path", str(tiny_checkpoints["llama"]), "--output_dir", str(tmp_path)]
+    assert main([*argv, "--dataset_name", "synthetic:transitive", *FAST]) == 2
+    assert "`--trainer ppo` needs a reward: pass `--reward_model_path`" in capsys.readouterr().err
+    argv += ["--dataset_name", "synthetic:transitive", "--reward_model_path", "synthetic:nope", *FAST]
+    assert main(argv) == 2
+    assert "Unknown synthetic task 'nope' in `--reward_model_path`" in capsys.readouterr().err
+    assert main([*argv[: -len(FAST) - 2], "--reward_model_path", "synthetic:transitive", "--kl_coef", "-1", *FAST]) == 2
+    assert "PPOConfig.kl_coef must be ≥ 0, got -1.0" in capsys.readouterr().err
+
+
 def test_unknown_trainer_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["train", "--trainer", "kto"]) == 2
-    assert "`--trainer` must be one of ['preference', 'reward', 'unpaired'], got 'kto'" in capsys.readouterr().err
+    assert (
+        "`--trainer` must be one of ['ppo', 'preference', 'reward', 'unpaired'], got 'kto'" in capsys.readouterr().err
+    )
 
 
 def test_missing_model_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

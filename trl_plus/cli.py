@@ -169,6 +169,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         config = CompareConfig(
             losses=args.losses,
             heads=args.heads or (),
+            online=args.online or (),
+            online_learning_rate=args.online_learning_rate,
             task=args.task if args.task or args.dataset else "transitive",
             dataset=args.dataset,
             model=args.model,
@@ -269,6 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmp.add_argument("--losses", default="dpo,ipo,simpo,orpo,kto,plackett_luce", help="methods; `a+b` sums losses")
     cmp.add_argument("--heads", help="reward-model heads to train on the same data too, e.g. bt,gpm (rows rm:NAME)")
+    cmp.add_argument(
+        "--online", help="online methods on the same prompts: ppo, grpo (oracle reward), ppo:bt (a bt reward model)"
+    )
+    cmp.add_argument("--online-learning-rate", type=float, default=1e-3, help="for the online methods (default 1e-3)")
     cmp.add_argument("--task", choices=sorted(TASKS), help="synthetic task with an oracle (default transitive)")
     cmp.add_argument("--dataset", help="your preference data instead: save_to_disk dir, json/csv/parquet, hub id")
     cmp.add_argument("--model", help="the reference every method starts from (default: a tiny llama, SFT here)")
