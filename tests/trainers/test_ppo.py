@@ -176,6 +176,31 @@ def test_reward_sources_side_by_side(make_trainer: Callable[..., PPOTrainer], ll
     assert batch["advantages"].shape == batch["completion_ids"].shape
 
 
+def test_reward_functions_get_the_completion_as_it_reads_after_the_prompt(
+    make_trainer: Callable[..., PPOTrainer],
+) -> None:
+    """The tiny llama's SentencePiece-style tokenizer drops a leading space when completion ids are decoded alone;
+    reward functions get the text as written after the prompt, so prompt + completion re-tokenises to the same ids."""
+    seen: list[tuple[str, str, list[int]]] = []
+
+    def record(prompts: list[str], completions: list[str], completion_ids: list[list[int]], **_: Any) -> list[float]:
+        seen.extend(zip(prompts, completions, completion_ids, strict=True))
+        return [0.0] * len(completions)
+
+    trainer = make_trainer(reward_funcs=record)
+    rollout(trainer)
+    tokenizer = trainer.processing_class
+    for prompt, completion, ids in seen:
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        assert prompt + completion == tokenizer.decode(prompt_ids + list(ids), skip_special_tokens=True)
+    # The case that matters, by hand: an answer the SFT model writes, " kite map".
+    prompt = seen[0][0]
+    ids = tokenizer(" kite map", add_special_tokens=False)["input_ids"]
+    alone = tokenizer.decode(ids, skip_special_tokens=True)
+    assert alone == "kite map"  # what TRL hands on
+    assert trainer._completions_in_context([prompt], [alone], [ids]) == [" kite map"]
+
+
 def test_missing_eos_penalty_lowers_the_score(make_trainer: Callable[..., PPOTrainer]) -> None:
     """A random tiny model rarely stops within 2 tokens: each completion without EOS loses the penalty."""
     plain = make_trainer({"max_completion_length": 2})
