@@ -590,29 +590,6 @@ def _venv_line(venv: Path, versions: str) -> str:
     return f"TRL {trl} baseline: its own venv `{shown}` (transformers {transformers}, torch {torch})"
 
 
-def _time_cell(times: list[float]) -> tuple[str, float | None]:
-    if not times:
-        return "—", None
-    median = statistics.median(times)
-    if len(times) < 2:
-        return f"{median:.2f}", median
-    q1, _, q3 = statistics.quantiles(times, n=4)
-    return f"{median:.2f} ±{100 * (q3 - q1) / 2 / median:.0f}%", median
-
-
-def _ratio(ours: float | None, theirs: float | None) -> float | None:
-    return None if ours is None or theirs is None or theirs <= 0 else ours / theirs
-
-
-def _format_ratio(ratio: float | None) -> str:
-    return "n/a" if ratio is None else f"{ratio:.2f}"
-
-
-def _error_text(errors: list[str]) -> str:
-    text = errors[0].replace("|", "/").replace("\n", " ")
-    return "error: " + (text if len(text) <= 100 else text[:97] + "...")
-
-
 def render(
     settings: Settings,
     context: dict[str, Any],
@@ -621,6 +598,7 @@ def render(
     project_versions: dict[str, str],
     wall: float,
 ) -> str:
+    cost = _cost_module(legacy=False)  # the report runs in the project's environment
     mib = 1024 * 1024
     policy_mib = context["policy_params"] * 4 / mib
     reward_mib = context["reward_params"] * 4 / mib
@@ -657,31 +635,30 @@ def render(
     errors = []
     for key in settings.only:
         spec, measurement = SPECS[key], results[key]
-        time_text, seconds = _time_cell(measurement.rollout_times)
+        time_text, seconds = cost.time_cell(measurement.rollout_times, digits=2)
         step_text = "—" if seconds is None else f"{seconds / epochs:.2f}"
         peak, unused = _median(measurement.peak_mib), _median(measurement.unused_mib)
         peak_text = "—" if peak is None else f"{peak:.0f}"
         if measurement.errors:
-            time_text = peak_text = _error_text(measurement.errors)
+            time_text = peak_text = cost.error_cell(measurement.errors)
             errors.append(f"{key}: {measurement.errors[0]}")
-        time_ratio, memory_ratio = _ratio(seconds, base_seconds), _ratio(peak, base_mib)
+        time_ratio, memory_ratio = cost.ratio(seconds, base_seconds), cost.ratio(peak, base_mib)
         if key == HEADLINE:
-            verdicts = []
-            for ratio, target in zip((time_ratio, memory_ratio), TARGETS, strict=True):
-                mark = "" if ratio is None else (" ✓" if ratio <= target else " ✗")
-                verdicts.append(f"≤ {target:g}{mark}")
-            targets = ", ".join(verdicts)
+            targets = ", ".join(
+                cost.target_text(value, target)
+                for value, target in zip((time_ratio, memory_ratio), TARGETS, strict=True)
+            )
         else:
             targets = "baseline" if key == BASELINE else "—"
         name = f"**{spec.label}**" if key == HEADLINE else spec.label
         lines.append(
-            f"| {name} | {time_text} | {step_text} | {_format_ratio(time_ratio)} | {peak_text} "
-            f"| {_format_ratio(memory_ratio)} | {targets} |"
+            f"| {name} | {time_text} | {step_text} | {cost.ratio_text(time_ratio, digits=2)} | {peak_text} "
+            f"| {cost.ratio_text(memory_ratio, digits=2)} | {targets} |"
         )
         used = None if peak is None or unused is None else peak - unused
         memory_rows.append(
             f"| {name} | {spec.holds} | {peak_text} | {'—' if unused is None else f'{unused:.0f}'} "
-            f"| {'—' if used is None else f'{used:.0f}'} | {_format_ratio(_ratio(used, base_used))} |"
+            f"| {'—' if used is None else f'{used:.0f}'} | {cost.ratio_text(cost.ratio(used, base_used), digits=2)} |"
         )
     lines += [
         "",

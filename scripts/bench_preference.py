@@ -82,7 +82,16 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
 from transformers.utils import logging as hf_logging
 from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
 
-from trl_plus.cost import StepClock, reset_peak_rss, status_kib
+from trl_plus.cost import (
+    StepClock,
+    error_cell,
+    ratio,
+    ratio_text,
+    reset_peak_rss,
+    status_kib,
+    target_text,
+    time_cell,
+)
 from trl_plus.synthetic import get_task
 from trl_plus.synthetic.transitive import ITEMS
 from trl_plus.testing import make_tiny
@@ -381,30 +390,11 @@ def in_child(target: Any, *args: Any) -> dict[str, Any]:
 # ---- report -------------------------------------------------------------------------------------------------------
 
 
-def _time_cell(times: list[float]) -> tuple[str, float | None]:
-    if not times:
-        return "—", None
-    median = statistics.median(times)
-    if len(times) < 2:
-        return f"{median:.3f}", median
-    q1, _, q3 = statistics.quantiles(times, n=4)
-    return f"{median:.3f} ±{100 * (q3 - q1) / 2 / median:.0f}%", median
-
-
 def _memory_cell(peaks: list[float]) -> tuple[str, float | None]:
     if not peaks:
         return "—", None
     median = statistics.median(peaks)
     return f"{median:.0f}", median
-
-
-def _ratio(ours: float | None, theirs: float | None) -> float | None:
-    return None if ours is None or theirs is None or theirs <= 0 else ours / theirs
-
-
-def _error_text(errors: list[str]) -> str:
-    text = errors[0].replace("|", "/").replace("\n", " ")
-    return "error: " + (text if len(text) <= 100 else text[:97] + "...")
 
 
 def render(
@@ -437,36 +427,29 @@ def render(
     errors = []
     for group in groups:
         base = results[group.baseline.key]
-        base_time, base_seconds = _time_cell(base.step_times)
+        base_time, base_seconds = time_cell(base.step_times)
         base_memory, base_mib = _memory_cell(base.peak_mib)
         if base.errors:
-            base_time = base_memory = _error_text(base.errors)
+            base_time = base_memory = error_cell(base.errors)
             errors.append(f"{group.baseline.label}: {base.errors[0]}")
         model_vocab = vocab[group.baseline.model]
         for spec in group.candidates:
             ours = results[spec.key]
-            time_text, seconds = _time_cell(ours.step_times)
+            time_text, seconds = time_cell(ours.step_times)
             memory_text, mib = _memory_cell(ours.peak_mib)
             if ours.errors:
-                time_text = memory_text = _error_text(ours.errors)
+                time_text = memory_text = error_cell(ours.errors)
                 errors.append(f"{spec.label}: {ours.errors[0]}")
-            time_ratio, memory_ratio = _ratio(seconds, base_seconds), _ratio(mib, base_mib)
-            verdicts = []
-            for ratio, target in ((time_ratio, group.time_target), (memory_ratio, group.memory_target)):
-                mark = "" if ratio is None else (" ✓" if ratio <= target else " ✗")
-                verdicts.append(f"≤ {target:g}{mark}")
+            time_ratio, memory_ratio = ratio(seconds, base_seconds), ratio(mib, base_mib)
+            verdicts = [target_text(time_ratio, group.time_target), target_text(memory_ratio, group.memory_target)]
             lines.append(
                 f"| {group.name} (V={model_vocab}) | `{spec.label}` | `{group.baseline.label}` | {time_text} "
-                f"| {base_time} | {_format_ratio(time_ratio)} | {memory_text} | {base_memory} "
-                f"| {_format_ratio(memory_ratio)} | {', '.join(verdicts)} |"
+                f"| {base_time} | {ratio_text(time_ratio)} | {memory_text} | {base_memory} "
+                f"| {ratio_text(memory_ratio)} | {', '.join(verdicts)} |"
             )
     lines += ["", f"Total wall time {wall / 60:.1f} min."]
     lines += [f"Error: {error}" for error in dict.fromkeys(errors)]
     return "\n".join(lines) + "\n"
-
-
-def _format_ratio(ratio: float | None) -> str:
-    return "n/a" if ratio is None else f"{ratio:.3f}"
 
 
 # ---- main -----------------------------------------------------------------------------------------------------------

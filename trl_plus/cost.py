@@ -1,6 +1,7 @@
 """What training costs, measured from inside the process: peak resident memory (Linux) and step times.
 
-Shared by `trl-plus compare` and `scripts/bench_preference.py`; both report the peak resident set size (VmHWM)
+Shared by `trl-plus compare`, `scripts/bench_preference.py` and `scripts/bench_online.py` (which also share the
+ratio-table cells at the end); both report the peak resident set size (VmHWM)
 over a span of work minus the RSS just before it, with the kernel's peak mark reset through `/proc/self/clear_refs`
 at the start of the span. (The benchmark runs each span in a fresh process; compare runs them one after another in
 one process, hence `release_free_memory`.)
@@ -12,6 +13,7 @@ import contextlib
 import ctypes
 import gc
 import re
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -83,3 +85,37 @@ class StepClock(TrainerCallback):  # type: ignore[misc]
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.ends.append(time.perf_counter())
+
+
+# ---- cells of the benchmark scripts' ratio tables ------------------------------------------------------------------
+
+
+def time_cell(times: list[float], digits: int = 3) -> tuple[str, float | None]:
+    """The median of `times` ± half the interquartile range (as a share of the median), and the median."""
+    if not times:
+        return "—", None
+    median = statistics.median(times)
+    if len(times) < 2:
+        return f"{median:.{digits}f}", median
+    q1, _, q3 = statistics.quantiles(times, n=4)
+    return f"{median:.{digits}f} ±{100 * (q3 - q1) / 2 / median:.0f}%", median
+
+
+def ratio(ours: float | None, theirs: float | None) -> float | None:
+    return None if ours is None or theirs is None or theirs <= 0 else ours / theirs
+
+
+def ratio_text(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def target_text(value: float | None, target: float) -> str:
+    """ "≤ target" with ✓ or ✗ for a measured ratio."""
+    mark = "" if value is None else (" ✓" if value <= target else " ✗")
+    return f"≤ {target:g}{mark}"
+
+
+def error_cell(errors: list[str]) -> str:
+    """The first error, on one line and without table bars, cut to 100 characters."""
+    text = errors[0].replace("|", "/").replace("\n", " ")
+    return "error: " + (text if len(text) <= 100 else text[:97] + "...")
