@@ -125,11 +125,6 @@ class PPOConfig(_compat.GRPOConfig):
         finally:
             self.num_generations = generations
 
-    @property
-    def rollout_batch_size(self) -> int:
-        """Completions per rollout, over all processes."""
-        return int(self.generation_batch_size or 0)
-
 
 class Critic(nn.Module):
     """V(s) at every position: a backbone's last hidden states through a linear value head (zero-initialised, so
@@ -194,13 +189,9 @@ class Critic(nn.Module):
             weights = load_peft_weights(str(path / CRITIC_ADAPTER), device=str(device))
             set_peft_model_state_dict(self._peft_policy[0], weights, adapter_name=CRITIC_ADAPTER)
         elif self.backbone is not None:
-            from transformers.trainer_utils import load_sharded_checkpoint
+            from trl_plus.reward_model import load_model_weights
 
-            folder = path / VALUE_MODEL_DIR
-            if (folder / "model.safetensors").is_file():
-                self.backbone.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(device)))
-            else:
-                load_sharded_checkpoint(self.backbone, str(folder))
+            load_model_weights(self.backbone, path / VALUE_MODEL_DIR, device)
 
 
 def _decoder(causal_lm: Any) -> Any:

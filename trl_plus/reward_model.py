@@ -33,6 +33,26 @@ HEAD_WEIGHTS = "reward_head.safetensors"
 POOLINGS = ("last", "mean")
 
 
+def load_model_weights(model: Any, path: str | Path, device: torch.device | str) -> None:
+    """Load what `save_pretrained` wrote to `path` (one safetensors file or shards) into `model`, in place."""
+    from transformers.trainer_utils import load_sharded_checkpoint
+
+    path = Path(path)
+    if (path / "model.safetensors").is_file():
+        model.load_state_dict(load_file(str(path / "model.safetensors"), device=str(device)))
+    else:
+        load_sharded_checkpoint(model, str(path))
+
+
+def prompt_groups(prompts: Sequence[Any]) -> list[list[int]]:
+    """Indices of equal prompts (plain text or chat messages), in order of first appearance: the completions that
+    answer the same prompt, as GRPO and RLOO sample them."""
+    groups: dict[str, list[int]] = {}
+    for index, prompt in enumerate(prompts):
+        groups.setdefault(json.dumps(prompt, sort_keys=True), []).append(index)
+    return list(groups.values())
+
+
 def last_token_states(hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """hidden [B, T, H] at position lengths − 1 of each row (right padding), [B, H]."""
     index = (lengths - 1).clamp(min=0).to(hidden.device)
@@ -152,17 +172,13 @@ class RewardModel(nn.Module):
     def load_weights(self, path: str | Path) -> None:
         """Load the weights `save_pretrained` wrote to `path` into this model (a PEFT backbone loads its adapters);
         the trainer resumes checkpoints with it."""
-        from transformers.trainer_utils import load_sharded_checkpoint
-
         path = Path(path)
         if _compat.is_peft_model(self.backbone):
             from peft import load_peft_weights, set_peft_model_state_dict
 
             set_peft_model_state_dict(self.backbone, load_peft_weights(str(path), device=str(self.head_device)))
-        elif (path / "model.safetensors").is_file():
-            self.backbone.load_state_dict(load_file(str(path / "model.safetensors"), device=str(self.head_device)))
         else:
-            load_sharded_checkpoint(self.backbone, str(path))
+            load_model_weights(self.backbone, path, self.head_device)
         self.head.load_state_dict(load_file(str(path / HEAD_WEIGHTS), device=str(self.head_device)))
 
     @property
@@ -321,11 +337,8 @@ class RewardFunction:
         return head.rewards(output).float().tolist()
 
     def _group_win_rates(self, prompts: Sequence[Any], embeddings: torch.Tensor, states: torch.Tensor) -> list[float]:
-        groups: dict[str, list[int]] = {}
-        for index, prompt in enumerate(prompts):
-            groups.setdefault(json.dumps(prompt, sort_keys=True), []).append(index)
         rewards = [0.5] * len(prompts)
-        for members in groups.values():
+        for members in prompt_groups(prompts):
             if len(members) < 2:
                 continue
             group = torch.tensor(members, device=embeddings.device)

@@ -10,11 +10,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
-from trl_plus.reward_model import RewardFunction, RewardModel
+from trl_plus.reward_model import RewardFunction, RewardModel, prompt_groups
 from trl_plus.synthetic.base import SyntheticTask, as_text
 
 
@@ -29,11 +28,8 @@ class OracleReward:
         reward = getattr(self.task, "reward", None)
         if reward is not None:
             return [float(reward(as_text(p), as_text(c))) for p, c in zip(prompts, completions, strict=True)]
-        groups: dict[str, list[int]] = {}
-        for index, prompt in enumerate(prompts):
-            groups.setdefault(json.dumps(prompt, sort_keys=True), []).append(index)
         rewards = [0.5] * len(prompts)
-        for members in groups.values():
+        for members in prompt_groups(prompts):
             for i in members:
                 others = [j for j in members if j != i]
                 if others:

@@ -64,15 +64,21 @@ def perturb(model: Any, scale: float = 0.05) -> None:
             param.add_(scale * torch.randn(param.shape, generator=generator))
 
 
-def test_rollout_kl_is_the_sequence_log_ratio(make_trainer: Callable[..., PPOTrainer]) -> None:
-    """objective/kl = mean over completions of Σ_t (log π − log π_ref), recomputed here from full logits."""
-    trainer = make_trainer({"kl_coef": 0.1})
+def perturbed_rollout(trainer: PPOTrainer) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A rollout of the perturbed policy: (batch, mask, policy and reference log-probs from full logits)."""
     perturb(trainer.model)
     batch = rollout(trainer)
     input_ids, attention_mask, mask, length = sequences(batch)
     with torch.no_grad():
         policy = plain_logps(trainer.model, input_ids, attention_mask, length)
         reference = plain_logps(trainer.ref_model, input_ids, attention_mask, length)
+    return batch, mask, policy, reference
+
+
+def test_rollout_kl_is_the_sequence_log_ratio(make_trainer: Callable[..., PPOTrainer]) -> None:
+    """objective/kl = mean over completions of Σ_t (log π − log π_ref), recomputed here from full logits."""
+    trainer = make_trainer({"kl_coef": 0.1})
+    batch, mask, policy, reference = perturbed_rollout(trainer)
     expected = ((policy - reference) * mask).sum(1).mean().item()
     assert abs(expected) > 0.05, "the perturbed policy should differ from the reference"
     assert trainer._metrics["train"]["objective/kl"][-1] == pytest.approx(expected, rel=1e-4, abs=1e-5)
@@ -230,7 +236,9 @@ def test_save_writes_critic_and_value_head(make_trainer: Callable[..., PPOTraine
     assert critic and all(torch.equal(loaded[n], p) for n, p in critic.items())
 
 
-def test_separate_value_model_from_a_reward_model(make_trainer: Callable[..., PPOTrainer], llama: Path) -> None:
+def test_separate_value_model_from_a_reward_model(
+    make_trainer: Callable[..., PPOTrainer], llama: Path, tmp_path: Path
+) -> None:
     """value_model=RewardModel: the critic trains a copy of its backbone; the reward model itself is untouched."""
     from trl_plus import RewardModel
 
@@ -243,6 +251,12 @@ def test_separate_value_model_from_a_reward_model(make_trainer: Callable[..., PP
     assert all(torch.equal(before[n], p) for n, p in reward_model.named_parameters())
     moved = [n for n, p in trainer.critic.named_parameters() if not torch.equal(critic_before[n], p)]
     assert any(n.startswith("backbone.") for n in moved) and "head.weight" in moved
+    # Saved under value_model/ and value_head.safetensors; a fresh critic loads the trained one back.
+    trainer.save_model(str(tmp_path / "saved"))
+    fresh = make_trainer(reward_funcs=reward_model, value_model=reward_model)
+    fresh.critic.load(tmp_path / "saved")
+    trained = dict(trainer.critic.named_parameters())
+    assert all(torch.equal(trained[n], p) for n, p in fresh.critic.named_parameters())
 
 
 @pytest.mark.parametrize(
@@ -295,11 +309,6 @@ def test_nan_reward_stops_with_the_step(make_trainer: Callable[..., PPOTrainer])
 
 def test_k3_rollout_kl_matches_the_formula(make_trainer: Callable[..., PPOTrainer]) -> None:
     trainer = make_trainer({"kl_coef": 0.1, "kl_estimator": "k3"})
-    perturb(trainer.model)
-    batch = rollout(trainer)
-    input_ids, attention_mask, mask, length = sequences(batch)
-    with torch.no_grad():
-        policy = plain_logps(trainer.model, input_ids, attention_mask, length)
-        reference = plain_logps(trainer.ref_model, input_ids, attention_mask, length)
+    _, mask, policy, reference = perturbed_rollout(trainer)
     expected = ppo_math.per_token_kl(policy, reference, mask, "k3").sum(1).mean().item()
     assert trainer._metrics["train"]["objective/kl"][-1] == pytest.approx(expected, rel=1e-3)
