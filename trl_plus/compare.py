@@ -638,15 +638,18 @@ def _online_trainer(
 ) -> Any:
     from trl import GRPOConfig, GRPOTrainer
 
-    from trl_plus.demo import training_args
+    from trl_plus.demo import online_training_args
     from trl_plus.rewards import as_reward_func
     from trl_plus.trainers.ppo import PPOConfig, PPOTrainer
 
-    args = training_args(
-        out_dir, steps=config.steps, seed=seed, batch_size=batch_size, learning_rate=config.online_learning_rate
+    args = online_training_args(
+        out_dir,
+        steps=config.steps,
+        seed=seed,
+        batch_size=batch_size,
+        learning_rate=config.online_learning_rate,
+        max_completion_length=config.max_new_tokens,
     )
-    # A constant rate: the online methods improve while they sample, and a decay would stop them early.
-    args.update(lr_scheduler_type="constant", warmup_steps=0, max_completion_length=config.max_new_tokens)
     prompts = prompts.select_columns(["prompt"])
     if method.online == "ppo":
         return PPOTrainer(

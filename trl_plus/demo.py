@@ -106,6 +106,16 @@ def training_args(
     )
 
 
+def online_training_args(
+    out_dir: str | Path, *, steps: int, seed: int, batch_size: int, learning_rate: float, max_completion_length: int
+) -> dict[str, Any]:
+    """`training_args` for the online trainers (PPO, GRPO): completions of at most `max_completion_length` tokens
+    and a constant learning rate, since they improve while they sample and a decay would stop them early."""
+    args = training_args(out_dir, steps=steps, seed=seed, batch_size=batch_size, learning_rate=learning_rate)
+    args.update(lr_scheduler_type="constant", warmup_steps=0, max_completion_length=max_completion_length)
+    return args
+
+
 def preference_trainer(
     model_path: str | Path,
     out_dir: str | Path,

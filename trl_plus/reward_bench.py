@@ -47,14 +47,42 @@ def fit_reward_model(
     output_dir: str | Path | None = None,
 ) -> tuple[Any, float]:
     """Train a `head` reward model on `n` pairs of a synthetic task; (the RewardModel in eval mode, train seconds)."""
-    from transformers import PrinterCallback
-
-    from trl_plus.trainers.reward import RewardModelConfig, RewardModelTrainer
-
     task = get_task(task_name)
     pairs = task.preference_dataset(n, seed=seed, oracle_column=True)
     if not soft_labels:
         pairs = pairs.remove_columns("chosen_win_prob")
+    return train_reward_model(
+        model,
+        pairs,
+        head,
+        epochs=epochs,
+        learning_rate=learning_rate,
+        head_learning_rate=head_learning_rate,
+        head_kwargs=head_kwargs,
+        seed=seed,
+        output_dir=output_dir,
+    )
+
+
+def train_reward_model(
+    model: str | Path,
+    pairs: Any,
+    head: str,
+    *,
+    epochs: float,
+    learning_rate: float,
+    head_learning_rate: float,
+    head_kwargs: dict[str, Any] | None = None,
+    seed: int = 0,
+    batch_size: int = 32,
+    output_dir: str | Path | None = None,
+) -> tuple[Any, float]:
+    """A `head` reward model trained from `model` on `pairs` with mean pooling, a constant learning rate and a faster
+    head, as these experiments train them; (the RewardModel in eval mode, train seconds)."""
+    from transformers import PrinterCallback
+
+    from trl_plus.trainers.reward import RewardModelConfig, RewardModelTrainer
+
     with tempfile.TemporaryDirectory() as scratch:
         args = RewardModelConfig(
             str(output_dir or scratch),
@@ -65,7 +93,7 @@ def fit_reward_model(
             head_learning_rate=head_learning_rate,
             lr_scheduler_type="constant",
             num_train_epochs=epochs,
-            per_device_train_batch_size=32,
+            per_device_train_batch_size=batch_size,
             seed=seed,
             use_cpu=True,
             bf16=False,
@@ -75,7 +103,7 @@ def fit_reward_model(
             logging_steps=10_000,
         )
         trainer = RewardModelTrainer(str(model), args=args, train_dataset=pairs)
-        trainer.remove_callback(PrinterCallback)  # the per-run summary below says what matters
+        trainer.remove_callback(PrinterCallback)  # the per-run summary says what matters
         start = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - start

@@ -146,35 +146,22 @@ def preference_pairs(sft_path: str | Path, settings: Settings) -> Any:
 def fit_reward_model(
     sft_path: str | Path, pairs: Any, head: str, settings: Settings, head_kwargs: dict[str, Any] | None = None
 ) -> Any:
-    """A `head` reward model trained from the SFT checkpoint on `pairs`, in eval mode."""
-    from transformers import PrinterCallback
+    """A `head` reward model trained from the SFT checkpoint on `pairs`, in eval mode (mean pooling and a faster
+    head, as `trl_plus.reward_bench` trains heads on these tasks)."""
+    from trl_plus.reward_bench import train_reward_model
 
-    from trl_plus.trainers.reward import RewardModelConfig, RewardModelTrainer
-
-    with tempfile.TemporaryDirectory(prefix="trl-plus-reward-hacking-") as scratch:
-        args = RewardModelConfig(
-            scratch,
-            head=head,
-            head_kwargs=head_kwargs,
-            # Mean pooling and a faster head, as `trl_plus.reward_bench` trains heads on these tasks.
-            pooling="mean",
-            learning_rate=settings.rm_learning_rate,
-            head_learning_rate=settings.rm_head_learning_rate,
-            lr_scheduler_type="constant",
-            num_train_epochs=settings.rm_epochs,
-            per_device_train_batch_size=16,
-            seed=settings.seed,
-            use_cpu=True,
-            bf16=False,
-            save_strategy="no",
-            report_to="none",
-            disable_tqdm=True,
-            logging_steps=10_000,
-        )
-        trainer = RewardModelTrainer(str(sft_path), args=args, train_dataset=pairs)
-        trainer.remove_callback(PrinterCallback)
-        trainer.train()
-    return trainer.reward_model.eval()
+    reward_model, _ = train_reward_model(
+        sft_path,
+        pairs,
+        head,
+        epochs=settings.rm_epochs,
+        learning_rate=settings.rm_learning_rate,
+        head_learning_rate=settings.rm_head_learning_rate,
+        head_kwargs=head_kwargs,
+        seed=settings.seed,
+        batch_size=16,
+    )
+    return reward_model
 
 
 class SpacedReward:
@@ -290,32 +277,24 @@ def run_ppo(
     from datasets import Dataset
     from transformers import PrinterCallback
 
+    from trl_plus.demo import online_training_args
     from trl_plus.synthetic import get_task
     from trl_plus.trainers.ppo import PPOConfig, PPOTrainer
 
     s = settings
     task = get_task(TASK, seed=s.seed)
     prompts = Dataset.from_dict({"prompt": task.prompts(4096, seed=s.seed, stream="sft")})
-    args = PPOConfig(
-        output_dir=str(out_dir),
-        per_device_train_batch_size=s.batch_size,
-        max_steps=s.steps,
-        learning_rate=s.learning_rate,
-        # A constant rate: a decay would slow the policy down by itself and blur where the reward stops paying.
-        lr_scheduler_type="constant",
-        num_ppo_epochs=4,
-        kl_coef=kl_coef,
-        max_completion_length=s.max_completion_length,
-        logging_steps=s.eval_every,
+    common = online_training_args(
+        out_dir,
+        steps=s.steps,
         seed=s.seed,
-        # fp32 and no checkpointing: on a CPU without bf16 units both only cost time for a model this small
-        bf16=False,
-        gradient_checkpointing=False,
-        use_cpu=True,
-        report_to=[],
-        save_strategy="no",
-        disable_tqdm=True,
+        batch_size=s.batch_size,
+        learning_rate=s.learning_rate,
+        max_completion_length=s.max_completion_length,
     )
+    # A constant rate (as online_training_args sets): a decay would slow the policy down by itself and blur where
+    # the reward stops paying.
+    args = PPOConfig(**{**common, "logging_steps": s.eval_every}, num_ppo_epochs=4, kl_coef=kl_coef)
     result = RunResult(name, reward_label, kl_coef)
     evaluator = Evaluator(reference, reward, s)
     trainer = PPOTrainer(

@@ -8,7 +8,7 @@ import pytest
 from datasets import Dataset
 from transformers import PrinterCallback
 
-from trl_plus.demo import sft
+from trl_plus.demo import online_training_args, sft
 from trl_plus.synthetic import get_task, win_rate
 from trl_plus.testing import make_tiny
 from trl_plus.trainers import PPOConfig, PPOTrainer
@@ -23,22 +23,10 @@ def test_ppo_with_the_oracle_reward_beats_its_sft_reference(tmp_path: Path) -> N
     reference = sft(
         make_tiny("llama", tmp_path / "base"), tmp_path / "sft", "transitive", steps=300, seed=0, print_logs=False
     )
-    args = PPOConfig(
-        output_dir=str(tmp_path / "ppo"),
-        max_steps=800,
-        learning_rate=1e-3,
-        lr_scheduler_type="constant",
-        per_device_train_batch_size=16,
-        num_ppo_epochs=4,
-        max_completion_length=8,
-        bf16=False,
-        gradient_checkpointing=False,
-        use_cpu=True,
-        report_to=[],
-        save_strategy="no",
-        disable_tqdm=True,
-        seed=0,
+    settings = online_training_args(
+        tmp_path / "ppo", steps=800, seed=0, batch_size=16, learning_rate=1e-3, max_completion_length=8
     )
+    args = PPOConfig(**settings, num_ppo_epochs=4)
     prompts = Dataset.from_dict({"prompt": task.prompts(2048, stream="sft")})
     trainer = PPOTrainer(str(reference), reward_funcs=task, args=args, train_dataset=prompts)
     trainer.remove_callback(PrinterCallback)
