@@ -17,7 +17,7 @@ from trl_plus.trainers import PPOConfig, PPOTrainer
 @pytest.mark.slow
 def test_ppo_with_the_oracle_reward_beats_its_sft_reference(tmp_path: Path) -> None:
     """Learning rate 1e-3, 16 completions of at most 8 tokens per step, 4 PPO epochs per rollout, 800 steps (measured
-    at 0.850 [0.826, 0.875]): the oracle win rate against the SFT model must clear ½ with its whole 95% interval.
+    at 0.742 [0.711, 0.773]): the oracle win rate against the SFT model must clear ½ with its whole 95% interval.
     (With 16-token completions the same run is unstable: 0.447 after 400 steps; see the README.)"""
     task = get_task("transitive")
     reference = sft(
