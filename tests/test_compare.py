@@ -126,6 +126,24 @@ def test_online_methods_train_on_the_prompts_against_the_oracle_or_a_reward_mode
     assert all(result.runs for result in comparison.results)
 
 
+def test_online_rows_take_their_own_config_fields_and_completion_length(reference: Path, tmp_path: Path) -> None:
+    from datasets import Dataset
+
+    from trl_plus.compare import _online_trainer, parse_online
+    from trl_plus.synthetic import get_task
+
+    task = get_task("transitive")
+    kwargs = {"ppo": {"kl_coef": 0.3, "lam": 0.9}, "grpo": {"beta": 0.2}}
+    config = CompareConfig(losses=(), online="ppo,grpo", online_kwargs=kwargs, online_max_new_tokens=5, **SMALL)
+    prompts = Dataset.from_dict({"prompt": task.prompts(8)})
+    ppo, grpo = (
+        _online_trainer(method, tmp_path / method.label, prompts, 4, config, reference, 0, task)
+        for method in parse_online(config.online, oracle=True, online_kwargs=kwargs)
+    )
+    assert (ppo.args.kl_coef, ppo.args.lam, ppo.args.num_ppo_epochs, ppo.args.max_completion_length) == (0.3, 0.9, 4, 5)
+    assert (grpo.args.beta, grpo.args.num_generations, grpo.args.max_completion_length) == (0.2, 4, 5)
+
+
 @pytest.fixture
 def broken_loss() -> Any:
     @register_loss("compare_broken_plugin", requires_reference=False, paper="a plugin that raises")
@@ -244,11 +262,15 @@ def test_own_dataset_without_an_oracle(
         (["--losses", "dpo,sigmoid"], "'sigmoid' and 'dpo' are the same method"),
         (["--losses", "dpo", "--heads", "gmp"], "Unknown reward head 'gmp'. Did you mean 'gpm'?"),
         (["--losses", "dpo", "--curve-prompts", "1"], "curve_prompts must be at least 2"),
-        (["--losses", "dpo", "--loss-kwargs", "[1]"], "loss_kwargs must map loss names to hyperparameters"),
+        (["--losses", "dpo", "--loss-kwargs", "[1]"], "loss_kwargs must map names to hyperparameters"),
         (["--online", "dppo"], "Unknown online method 'dppo': use one of ['ppo', 'grpo']"),
         (["--online", "ppo:gpm"], "Use grpo:gpm, or a scalar head with ppo"),
         (["--online", "ppo:btt"], "Unknown reward head 'btt'"),
         (["--online", "ppo,ppo"], "Online method named twice: 'ppo'"),
+        (["--online", "ppo", "--online-kwargs", "{"], "--online-kwargs is not JSON"),
+        (["--online", "ppo", "--online-kwargs", '{"grpo": {"beta": 0}}'], "names ['grpo'], which no compared online"),
+        (["--online", "ppo", "--online-kwargs", '{"ppo": {"kl_coeff": 0}}'], "which PPOConfig does not have"),
+        (["--online", "ppo", "--online-max-new-tokens", "0"], "online_max_new_tokens must be at least 1"),
     ],
 )
 def test_bad_settings_fail_before_any_work(

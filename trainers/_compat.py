@@ -57,6 +57,7 @@ __all__ = [
     "is_peft_model",
     "pad",
     "quiet_kto_weight_warning",
+    "release_checkpoint_mapping",
     "reward_init_with",
     "tokenize",
     "tokenize_prompt_completions",
@@ -183,3 +184,18 @@ def backbone_of_causal_lm(name: str, load_kwargs: dict[str, Any]) -> Iterator[No
             del model_class._keys_to_ignore_on_load_unexpected
         else:
             model_class._keys_to_ignore_on_load_unexpected = saved
+
+
+def release_checkpoint_mapping(model: Any) -> None:
+    """Copy a quantized model's floating-point weights (embeddings, norms, LM head) out of the checkpoint file.
+
+    transformers memory-maps the safetensors file and leaves the weights it does not quantize as views of that
+    mapping, which keeps the whole file mapped, including the full-precision source of every quantized layer, read
+    once to quantize it: on a small model that is most of the resident memory the 4-bit loading was meant to save.
+    A private copy of the few unquantized weights lets the mapping close. Full-precision models are left alone (their
+    weights are the mapping, so a copy would save nothing); tied weights stay tied (one Parameter, copied once)."""
+    if getattr(model, "hf_quantizer", None) is None:  # a PEFT model passes the attribute on from its base
+        return
+    for param in model.parameters():  # each Parameter once, so tied weights get one copy
+        if param.dtype.is_floating_point:  # 4-bit and 8-bit weights are stored as integers
+            param.data = param.data.clone()

@@ -378,6 +378,9 @@ class PreferenceTrainer(LossStateMixin, _compat.DPOTrainer):
                 quantization_config=quantization_config,
                 peft_config=peft_config,
             )
+        for loaded in (self.model, self.ref_model):
+            if loaded is not None:
+                _compat.release_checkpoint_mapping(self.accelerator.unwrap_model(loaded))
         if self._own_collator:
             # DPOTrainer settled the pad token and built its collator; keep its settings, add what ours need.
             base: Any = self.data_collator  # type: ignore[has-type]

@@ -206,6 +206,9 @@ class UnpairedPreferenceTrainer(LossStateMixin, _compat.KTOTrainer):
                 )
         finally:
             args.loss_type = saved
+        for loaded in (self.model, self.ref_model):
+            if loaded is not None:
+                _compat.release_checkpoint_mapping(self.accelerator.unwrap_model(loaded))
 
     def _preflight(self) -> None:
         """Call every loss once on a two-example stand-in batch, so bad hyperparameter values fail before loading."""

@@ -160,17 +160,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from trl_plus.compare import CompareConfig, CompareError, compare
 
-    try:
-        loss_kwargs = json.loads(args.loss_kwargs) if args.loss_kwargs else None
-    except json.JSONDecodeError as error:
-        print(f"trl-plus compare: error: --loss-kwargs is not JSON: {error}", file=sys.stderr)
-        return 2
+    kwargs = {}
+    for flag in ("loss_kwargs", "online_kwargs"):
+        try:
+            kwargs[flag] = json.loads(getattr(args, flag)) if getattr(args, flag) else None
+        except json.JSONDecodeError as error:
+            print(f"trl-plus compare: error: --{flag.replace('_', '-')} is not JSON: {error}", file=sys.stderr)
+            return 2
     try:
         config = CompareConfig(
             losses=args.losses,
             heads=args.heads or (),
             online=args.online or (),
             online_learning_rate=args.online_learning_rate,
+            online_max_new_tokens=args.online_max_new_tokens,
             task=args.task if args.task or args.dataset else "transitive",
             dataset=args.dataset,
             model=args.model,
@@ -182,12 +185,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             curve_points=args.curve_points,
             curve_prompts=args.curve_prompts,
             metrics=[m.strip() for m in args.metrics.split(",")] if args.metrics else None,
-            loss_kwargs=loss_kwargs,
             learning_rate=args.learning_rate,
             sft_learning_rate=args.sft_learning_rate,
             batch_size=args.batch_size,
             threads=args.threads,
             progress=not args.no_progress,
+            **kwargs,
         )
         comparison = compare(config)
     except CompareError as error:  # bad settings or data, found before any training
@@ -275,6 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--online", help="online methods on the same prompts: ppo, grpo (oracle reward), ppo:bt (a bt reward model)"
     )
     cmp.add_argument("--online-learning-rate", type=float, default=1e-3, help="for the online methods (default 1e-3)")
+    cmp.add_argument(
+        "--online-kwargs", help='JSON PPOConfig/GRPOConfig fields by online row, e.g. \'{"ppo:bt": {"kl_coef": 0.2}}\''
+    )
+    cmp.add_argument(
+        "--online-max-new-tokens", type=int, help="online methods' completion length while training (default 16)"
+    )
     cmp.add_argument("--task", choices=sorted(TASKS), help="synthetic task with an oracle (default transitive)")
     cmp.add_argument("--dataset", help="your preference data instead: save_to_disk dir, json/csv/parquet, hub id")
     cmp.add_argument("--model", help="the reference every method starts from (default: a tiny llama, SFT here)")

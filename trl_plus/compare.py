@@ -78,6 +78,7 @@ class Method:
     loss_kwargs: dict[str, dict[str, Any]] | None = None
     head: str | None = None  # a reward model's head; for an online method, the head of the reward it trains against
     online: str | None = None  # "ppo" or "grpo"
+    online_kwargs: dict[str, Any] | None = None  # an online row's PPOConfig / GRPOConfig fields
 
 
 @dataclass
@@ -100,6 +101,8 @@ class CompareConfig:
     loss_kwargs: dict[str, dict[str, Any]] | None = None
     learning_rate: float = 1e-4
     online_learning_rate: float = 1e-3  # online methods: PPO with the oracle reached 0.85 at 1e-3, 0.62 at 3e-4
+    online_kwargs: dict[str, dict[str, Any]] | None = None  # config fields by online row: {"ppo:bt": {"kl_coef": 0.2}}
+    online_max_new_tokens: int | None = None  # online methods' completions while training (default max_new_tokens)
     head_learning_rate: float = 1e-2  # reward models' freshly initialised heads
     batch_size: int = 16  # lists or pairs per step; unpaired methods get as many completions
     max_new_tokens: int = 16
@@ -209,9 +212,16 @@ ONLINE = ("ppo", "grpo")
 GRPO_GROUP = 4  # completions per prompt for GRPO rows
 
 
-def parse_online(online: str | Sequence[str], *, oracle: bool) -> list[Method]:
-    """Online rows from `ppo,grpo:bt`; unknown trainers or heads, and an oracle reward without a task, raise here."""
+def parse_online(
+    online: str | Sequence[str], *, oracle: bool, online_kwargs: dict[str, dict[str, Any]] | None = None
+) -> list[Method]:
+    """Online rows from `ppo,grpo:bt`, with their config fields from `online_kwargs` (keyed by row); unknown trainers,
+    heads or fields, kwargs for a row not compared, and an oracle reward without a task raise here."""
+    import dataclasses
+
     from trl_plus.registry import get_reward_head
+    from trl_plus.trainers._compat import GRPOConfig
+    from trl_plus.trainers.ppo import PPOConfig
 
     methods = []
     for label in _names(online):
@@ -230,7 +240,15 @@ def parse_online(online: str | Sequence[str], *, oracle: bool) -> list[Method]:
         name = f"{trainer}:{head}" if head else trainer
         if any(m.label == name for m in methods):
             raise ValueError(f"Online method named twice: {name!r}; each is one row.")
-        methods.append(Method(name, (), "online", head=head or None, online=trainer))
+        kwargs = (online_kwargs or {}).get(name)
+        fields = {f.name for f in dataclasses.fields(PPOConfig if trainer == "ppo" else GRPOConfig)}
+        unknown = sorted(set(kwargs or {}) - fields)
+        if unknown:
+            raise ValueError(f"online_kwargs[{name!r}] names {unknown}, which {trainer.upper()}Config does not have.")
+        methods.append(Method(name, (), "online", head=head or None, online=trainer, online_kwargs=kwargs))
+    unused = sorted(set(online_kwargs or {}) - {m.label for m in methods})
+    if unused:
+        raise ValueError(f"online_kwargs names {unused}, which no compared online row is (rows: ppo, ppo:bt...).")
     return methods
 
 
@@ -280,13 +298,13 @@ def _check_config(config: CompareConfig) -> tuple[list[Method], list[str]]:
         raise ValueError(f"sft_steps must be 0 or more, got {config.sft_steps}.")
     if config.threads is not None and config.threads < 1:
         raise ValueError(f"threads must be at least 1, got {config.threads}.")
-    if config.loss_kwargs is not None and not (
-        isinstance(config.loss_kwargs, dict) and all(isinstance(v, dict) for v in config.loss_kwargs.values())
-    ):
-        example = '{"dpo": {"beta": 0.2}}'
-        raise ValueError(
-            f"loss_kwargs must map loss names to hyperparameters, e.g. {example}; got {config.loss_kwargs!r}."
-        )
+    for name in ("loss_kwargs", "online_kwargs"):
+        value = getattr(config, name)
+        if value is not None and not (isinstance(value, dict) and all(isinstance(v, dict) for v in value.values())):
+            example = '{"dpo": {"beta": 0.2}}' if name == "loss_kwargs" else '{"ppo": {"kl_coef": 0.2}}'
+            raise ValueError(f"{name} must map names to hyperparameters, e.g. {example}; got {value!r}.")
+    if config.online_max_new_tokens is not None and config.online_max_new_tokens < 1:
+        raise ValueError(f"online_max_new_tokens must be at least 1, got {config.online_max_new_tokens}.")
     oracle = config.task is not None
     metrics = list(config.metrics) if config.metrics else [m for m in METRICS if oracle or m not in ORACLE_METRICS]
     unknown = sorted(set(metrics) - set(METRICS))
@@ -300,7 +318,7 @@ def _check_config(config: CompareConfig) -> tuple[list[Method], list[str]]:
         )
     methods = parse_methods(config.losses, config.loss_kwargs) if config.losses else []
     methods += parse_heads(config.heads)
-    methods += parse_online(config.online, oracle=oracle)
+    methods += parse_online(config.online, oracle=oracle, online_kwargs=config.online_kwargs)
     if config.online_learning_rate <= 0:
         raise ValueError(f"online_learning_rate must be positive, got {config.online_learning_rate}.")
     if not methods:
@@ -648,14 +666,14 @@ def _online_trainer(
         seed=seed,
         batch_size=batch_size,
         learning_rate=config.online_learning_rate,
-        max_completion_length=config.max_new_tokens,
+        max_completion_length=config.online_max_new_tokens or config.max_new_tokens,
     )
     prompts = prompts.select_columns(["prompt"])
     if method.online == "ppo":
-        return PPOTrainer(
-            str(reference_path), reward_funcs=reward, args=PPOConfig(**args, num_ppo_epochs=4), train_dataset=prompts
-        )
-    grpo = GRPOConfig(**args, num_generations=GRPO_GROUP, num_iterations=4, beta=0.05)
+        args.update({"num_ppo_epochs": 4, **(method.online_kwargs or {})})
+        return PPOTrainer(str(reference_path), reward_funcs=reward, args=PPOConfig(**args), train_dataset=prompts)
+    args.update({"num_generations": GRPO_GROUP, "num_iterations": 4, "beta": 0.05, **(method.online_kwargs or {})})
+    grpo = GRPOConfig(**args)
     return GRPOTrainer(str(reference_path), reward_funcs=as_reward_func(reward), args=grpo, train_dataset=prompts)
 
 

@@ -114,6 +114,7 @@ class RewardModel(nn.Module):
         if isinstance(model, (str, Path)):
             with _compat.backbone_of_causal_lm(str(model), load_kwargs):
                 backbone = AutoModel.from_pretrained(str(model), **load_kwargs)
+            _compat.release_checkpoint_mapping(backbone)
             tokenizer = tokenizer or AutoTokenizer.from_pretrained(str(model))
         else:
             backbone = model.get_decoder() if hasattr(model, "get_decoder") and hasattr(model, "lm_head") else model
@@ -140,6 +141,7 @@ class RewardModel(nn.Module):
             )
         with _compat.backbone_of_causal_lm(str(path), load_kwargs):
             backbone = AutoModel.from_pretrained(str(path), **load_kwargs)
+        _compat.release_checkpoint_mapping(backbone)
         hidden_size = backbone.config.get_text_config().hidden_size
         module = spec.build(hidden_size, **saved["head_kwargs"])
         module.load_state_dict(load_file(str(path / HEAD_WEIGHTS)))
