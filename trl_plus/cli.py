@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from trl_plus.registry import LossSpec, RewardHeadSpec, list_losses, list_reward_heads, plugin_errors
 
@@ -160,7 +161,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from trl_plus.compare import CompareConfig, CompareError, compare
 
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     for flag in ("loss_kwargs", "online_kwargs"):
         try:
             kwargs[flag] = json.loads(getattr(args, flag)) if getattr(args, flag) else None

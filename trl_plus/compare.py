@@ -223,7 +223,7 @@ def parse_online(
     from trl_plus.trainers._compat import GRPOConfig
     from trl_plus.trainers.ppo import PPOConfig
 
-    methods = []
+    methods: list[Method] = []
     for label in _names(online):
         trainer, _, head = label.partition(":")
         if trainer not in ONLINE:
