@@ -25,6 +25,7 @@ from datasets import Dataset, IterableDataset
 
 from trl_plus.registry import LossSpec, get_loss
 from trl_plus.trainers import _compat
+from trl_plus.trainers._guard import FiniteGuardMixin, NonFiniteFields, check_win_probs
 from trl_plus.trainers._state import LossStateMixin
 from trl_plus.trainers.logprobs import LOGPROB_PATHS, add_chunked_lm_head, logits_token_logps, resolve_logprob_path
 from trl_plus.types import LossOutput, PairedLogps, RankedLogps
@@ -44,7 +45,7 @@ _NON_MODEL_KEYS = {
 
 
 @dataclass
-class PreferenceConfig(_compat.DPOConfig):
+class PreferenceConfig(NonFiniteFields, _compat.DPOConfig):
     """`DPOConfig` plus the registry: which losses, how they are weighted, their hyperparameters, the log-prob path.
 
     `loss_type` (TRL's field) still works: its names are aliases of registry losses. `beta` and `label_smoothing`
@@ -282,6 +283,7 @@ def check_preference_dataset(dataset: Dataset | IterableDataset, name: str) -> s
     """Validate a raw (untokenised) dataset and return its kind; errors name the row and the column."""
     first = next(iter(dataset))
     kind = dataset_kind(first)
+    check_win_probs(dataset, name)
     if "prompt_ids" in first:  # already tokenised
         return kind
     if kind == "ranked" and "prompt" not in first:
@@ -305,7 +307,7 @@ def check_preference_dataset(dataset: Dataset | IterableDataset, name: str) -> s
     return kind
 
 
-class PreferenceTrainer(LossStateMixin, _compat.DPOTrainer):
+class PreferenceTrainer(FiniteGuardMixin, LossStateMixin, _compat.DPOTrainer):
     """Drop-in for `DPOTrainer` whose loss comes from the registry (`PreferenceConfig.loss`).
 
     Reference-free losses (SimPO, CPO, ORPO, SFT, ...) never load or run a reference model.

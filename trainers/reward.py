@@ -32,6 +32,7 @@ from trl_plus.metrics import KendallTau, PreferenceAccuracy
 from trl_plus.registry import get_reward_head
 from trl_plus.reward_model import POOLINGS, RewardModel
 from trl_plus.trainers import _compat
+from trl_plus.trainers._guard import FiniteGuardMixin, NonFiniteFields, check_win_probs
 from trl_plus.trainers.preference import (
     DataCollatorForRankedPreference,
     check_preference_dataset,
@@ -43,7 +44,7 @@ SOFT_LABEL = "chosen_win_prob"
 
 
 @dataclass
-class RewardModelConfig(_compat.RewardConfig):
+class RewardModelConfig(NonFiniteFields, _compat.RewardConfig):
     """`RewardConfig` plus the reward head; every `RewardConfig` field works as in TRL."""
 
     head: str | None = field(
@@ -115,7 +116,7 @@ class _PairCollator(_compat.RewardCollator):
         return output
 
 
-class RewardModelTrainer(_compat.RewardTrainer):
+class RewardModelTrainer(FiniteGuardMixin, _compat.RewardTrainer):
     """Drop-in for `RewardTrainer` that trains a `RewardModel` with any registered head (`RewardModelConfig.head`)."""
 
     _tag_names: ClassVar[list[str]] = ["trl", "trl-plus", "reward-trainer"]
@@ -192,10 +193,7 @@ class RewardModelTrainer(_compat.RewardTrainer):
 
         def kind(dataset: Any, name: str) -> str:
             first = next(iter(dataset))
-            if isinstance(dataset, Dataset) and SOFT_LABEL in dataset.column_names:
-                labels = dataset[SOFT_LABEL]
-                if any(label is None or not 0.0 <= label <= 1.0 for label in labels):
-                    raise ValueError(f"The {name} dataset's `{SOFT_LABEL}` values must be probabilities in [0, 1].")
+            check_win_probs(dataset, name)
             return dataset_kind(first) if "chosen_ids" in first else check_preference_dataset(dataset, name)
 
         kinds = {"train": kind(train_dataset, "train")}

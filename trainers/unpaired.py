@@ -21,6 +21,7 @@ from datasets import Dataset, IterableDataset, Value
 
 from trl_plus.registry import LossSpec, UnknownNameError, get_loss
 from trl_plus.trainers import _compat
+from trl_plus.trainers._guard import FiniteGuardMixin, NonFiniteFields
 from trl_plus.trainers._state import LossStateMixin
 from trl_plus.trainers.preference import from_trl_config, loss_names, resolve_loss_kwargs
 from trl_plus.types import LossOutput, UnpairedLogps
@@ -118,7 +119,7 @@ def warn_on_class_ratio(counts: tuple[int, int], specs: Sequence[LossSpec], kwar
 
 
 @dataclass
-class UnpairedPreferenceConfig(_compat.KTOConfig):
+class UnpairedPreferenceConfig(NonFiniteFields, _compat.KTOConfig):
     """`KTOConfig` plus the registry: `loss` (names; `loss_type` is the default), `loss_weights`, `loss_kwargs`."""
 
     loss: list[str] | str | None = field(
@@ -158,7 +159,7 @@ class UnpairedPreferenceConfig(_compat.KTOConfig):
         self.loss_kwargs = resolve_loss_kwargs(self, specs, _CONFIG_HYPERPARAMETERS)
 
 
-class UnpairedPreferenceTrainer(LossStateMixin, _compat.KTOTrainer):
+class UnpairedPreferenceTrainer(FiniteGuardMixin, LossStateMixin, _compat.KTOTrainer):
     """Drop-in for `KTOTrainer` whose loss comes from the registry (`UnpairedPreferenceConfig.loss`)."""
 
     _tag_names: ClassVar[list[str]] = ["trl", "trl-plus", "unpaired-preference"]
