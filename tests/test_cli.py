@@ -72,3 +72,41 @@ def test_format_table() -> None:
     plain = format_table(["a", "bb"], [["xyz", "1"]])
     assert plain.splitlines() == ["a    bb", "---  --", "xyz  1"]
     assert format_table(["a"], [["x|y"]], markdown=True).splitlines()[-1] == "| x\\|y |"
+
+
+def test_a_fixable_error_is_one_line_and_debug_gives_the_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRL_PLUS_DEBUG", "0")  # restored after the test, which `--debug` sets to 1
+    a_file = tmp_path / "model.txt"
+    a_file.write_text("not a folder")
+    assert main(["make-tiny", "--arch", "llama", "--out", str(a_file)]) == 2
+    err = capsys.readouterr().err
+    message = f"The output path {str(a_file)!r} is a file; give a folder (it is created if missing)."
+    assert err == f"trl-plus make-tiny: error: {message}\n"
+    with pytest.raises(ValueError, match="is a file"):
+        main(["make-tiny", "--arch", "llama", "--out", str(a_file), "--debug"])
+
+
+def test_a_long_library_error_keeps_its_first_line() -> None:
+    from trl_plus.errors import short
+
+    assert short(OSError("Can't load the model.\n\nMake sure that:\n- it exists")) == (
+        "Can't load the model. (+2 more lines; TRL_PLUS_DEBUG=1 shows them with the traceback)"
+    )
+
+
+def test_a_closed_pipe_ends_quietly() -> None:
+    """`trl-plus losses | head`: once the reader is gone, no BrokenPipeError traceback, SIGPIPE's status."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # the reader (`head`) has exited before the first write
+    command = [sys.executable, "-c", "import sys; from trl_plus.cli import main; sys.exit(main(['losses']))"]
+    try:
+        done = subprocess.run(command, stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (141, "")

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from trl_plus.errors import DEBUG_ENV, run_reporting_errors
 from trl_plus.registry import LossSpec, RewardHeadSpec, list_losses, list_reward_heads, plugin_errors
 
 
@@ -314,11 +316,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; errors a user can fix print as one line (see `trl_plus.errors`; `--debug` for tracebacks)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in argv:
+        argv.remove("--debug")
+        os.environ[DEBUG_ENV] = "1"
     if argv[:1] == ["train"]:  # past argparse, so `--help` and every flag reach the train parser
         return _cmd_train(argparse.Namespace(train_args=argv[1:]))
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    return run_reporting_errors(f"trl-plus {argv[0]}", lambda: int(args.func(args)))
 
 
 if __name__ == "__main__":

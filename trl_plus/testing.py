@@ -206,6 +206,8 @@ def make_tiny(
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig
 
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ValueError(f"The output path {str(out_dir)!r} is a file; give a folder (it is created if missing).")
     tokenizer = build_tokenizer(arch, vocab_size=tokenizer_vocab_size)
     config = build_config(
         arch, tokenizer, vocab_size=vocab_size, hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads

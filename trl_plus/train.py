@@ -41,6 +41,7 @@ from typing import Any
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
 
+from trl_plus.errors import run_reporting_errors
 from trl_plus.trainers.ppo import PPOConfig, PPOTrainer
 from trl_plus.trainers.preference import PreferenceConfig, PreferenceTrainer
 from trl_plus.trainers.reward import RewardModelConfig, RewardModelTrainer
@@ -399,12 +400,12 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "trl-plus train") -> 
     except (ValueError, TypeError, OSError) as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
-    try:
+
+    def run() -> int:
         train(script_args, training_args, model_args)
-    except ArgumentError as error:
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return run_reporting_errors(parser.prog, run)
 
 
 if __name__ == "__main__":
