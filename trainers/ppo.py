@@ -34,6 +34,7 @@ from torch import nn
 from trl_plus.losses import ppo as ppo_math
 from trl_plus.rewards import as_reward_func, reward_tokenizers
 from trl_plus.trainers import _compat
+from trl_plus.trainers.preference import check_model_path
 
 CRITIC_ADAPTER = "critic"
 VALUE_HEAD_WEIGHTS = "value_head.safetensors"
@@ -265,6 +266,8 @@ class PPOTrainer(_compat.GRPOTrainer):
             columns = getattr(dataset, "column_names", None)
             if isinstance(columns, list) and "prompt" not in columns:
                 raise ValueError(f"PPOTrainer's {name} needs a 'prompt' column; it has {columns}.")
+        check_model_path(model)
+        check_model_path(value_model, "value_model")
         sources = reward_funcs if isinstance(reward_funcs, list) else [reward_funcs]
         _check_reward_tokenizers(sources, train_dataset)
         super().__init__(

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import torch
@@ -271,7 +273,7 @@ def dataset_kind(example: dict[str, Any]) -> str:
     )
 
 
-def _is_empty(completion: Any) -> bool:
+def is_empty_completion(completion: Any) -> bool:
     if isinstance(completion, str):
         return not completion.strip()
     if isinstance(completion, list):  # conversational: the assistant turns
@@ -279,9 +281,47 @@ def _is_empty(completion: Any) -> bool:
     return completion is None
 
 
+def check_model_path(model: Any, what: str = "model") -> None:
+    """A model given by name must be an existing checkpoint folder or a valid Hub id: a file, or a missing path
+    that no Hub id can spell, fails here with that said, not in the hub client ("Repo id must be in the form...")."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not isinstance(model, (str, os.PathLike)):
+        return
+    name = str(model)
+    path = Path(name).expanduser()
+    if path.is_file():
+        raise ValueError(f"The {what} path {name!r} is a file; pass the folder that holds its config.json.")
+    if path.exists():
+        return
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        raise ValueError(f"The {what} path {name!r} does not exist, and it is not a Hub model id either.") from None
+    if name.startswith(("~", ".", "/")):
+        raise ValueError(f"The {what} path {name!r} does not exist.")
+
+
+def first_row(dataset: Any, name: str) -> dict[str, Any]:
+    """The dataset's first row; an empty dataset is an error here rather than a bare StopIteration later."""
+    for row in dataset:
+        return dict(row)
+    raise ValueError(f"The {name} dataset is empty: it has no rows to train or evaluate on.")
+
+
+def check_text(value: Any, index: int, column: str, name: str) -> None:
+    """A prompt or completion is text, or a conversation (a list of {"role", "content"} messages)."""
+    if isinstance(value, str) or (isinstance(value, list) and all(isinstance(m, dict) for m in value)):
+        return
+    raise TypeError(
+        f"Row {index} of the {name} dataset has `{column}`={value!r} ({type(value).__name__}); prompts and "
+        "completions are strings, or lists of chat messages. Fix or drop the row."
+    )
+
+
 def check_preference_dataset(dataset: Dataset | IterableDataset, name: str) -> str:
     """Validate a raw (untokenised) dataset and return its kind; errors name the row and the column."""
-    first = next(iter(dataset))
+    first = first_row(dataset, name)
     kind = dataset_kind(first)
     check_win_probs(dataset, name)
     if "prompt_ids" in first:  # already tokenised
@@ -291,6 +331,8 @@ def check_preference_dataset(dataset: Dataset | IterableDataset, name: str) -> s
     rows = dataset if isinstance(dataset, Dataset) else [first]
     columns = ("completions",) if kind == "ranked" else ("chosen", "rejected")
     for index, example in enumerate(rows):
+        if "prompt" in example:
+            check_text(example["prompt"], index, "prompt", name)
         for column in columns:
             values = example[column] if kind == "ranked" else [example[column]]
             if kind == "ranked" and len(values) < 2:
@@ -299,7 +341,8 @@ def check_preference_dataset(dataset: Dataset | IterableDataset, name: str) -> s
                     "least two."
                 )
             for value in values:
-                if _is_empty(value):
+                check_text(value, index, column, name)
+                if is_empty_completion(value):
                     raise ValueError(
                         f"Row {index} of the {name} dataset has an empty `{column}` completion; it carries no "
                         "preference signal. Drop or fix the row."
@@ -360,6 +403,8 @@ class PreferenceTrainer(FiniteGuardMixin, LossStateMixin, _compat.DPOTrainer):
                 f"The losses {args.loss} are reference-free: the `ref_model` passed in is never run.", stacklevel=2
             )
             ref_model = None
+        check_model_path(model)  # after the data checks, which need no model
+        check_model_path(ref_model, "ref_model")
         self._own_collator = data_collator is None
         with _compat.dpo_init_without(
             args,
@@ -449,7 +494,14 @@ class PreferenceTrainer(FiniteGuardMixin, LossStateMixin, _compat.DPOTrainer):
     def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
         first = next(iter(dataset))
         if dataset_kind(first) != "ranked":
-            return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+            prepared = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+            if isinstance(prepared, Dataset) and len(prepared) == 0:  # TRL drops prompts that fill max_length
+                raise ValueError(
+                    f"Every row of the {dataset_name} dataset has a prompt of at least max_length={args.max_length} "
+                    "tokens, so truncation would leave no completion token to learn from and TRL drops them all. "
+                    "Raise max_length, or set truncation_mode='keep_end'."
+                )
+            return prepared
         return tokenize_ranked(
             dataset, processing_class, self._tokenizer.eos_token, args.dataset_num_proc, dataset_name
         )

@@ -35,8 +35,10 @@ from trl_plus.trainers import _compat
 from trl_plus.trainers._guard import FiniteGuardMixin, NonFiniteFields, check_win_probs
 from trl_plus.trainers.preference import (
     DataCollatorForRankedPreference,
+    check_model_path,
     check_preference_dataset,
     dataset_kind,
+    first_row,
     tokenize_ranked,
 )
 
@@ -192,7 +194,7 @@ class RewardModelTrainer(FiniteGuardMixin, _compat.RewardTrainer):
         """Validate the datasets before any model loads; True for ranked lists."""
 
         def kind(dataset: Any, name: str) -> str:
-            first = next(iter(dataset))
+            first = first_row(dataset, name)
             check_win_probs(dataset, name)
             return dataset_kind(first) if "chosen_ids" in first else check_preference_dataset(dataset, name)
 
@@ -230,6 +232,7 @@ class RewardModelTrainer(FiniteGuardMixin, _compat.RewardTrainer):
                     f"The RewardModel passed in pools with {model.pooling!r}, but the config asks for {args.pooling!r}."
                 )
             return model
+        check_model_path(model)
         load_kwargs: dict[str, Any] = {"dtype": torch.float32, **(args.model_init_kwargs or {})}
         if quantization_config is not None:
             if "quantization_config" in load_kwargs:

@@ -23,7 +23,15 @@ from trl_plus.registry import LossSpec, UnknownNameError, get_loss
 from trl_plus.trainers import _compat
 from trl_plus.trainers._guard import FiniteGuardMixin, NonFiniteFields
 from trl_plus.trainers._state import LossStateMixin
-from trl_plus.trainers.preference import from_trl_config, loss_names, resolve_loss_kwargs
+from trl_plus.trainers.preference import (
+    check_model_path,
+    check_text,
+    first_row,
+    from_trl_config,
+    is_empty_completion,
+    loss_names,
+    resolve_loss_kwargs,
+)
 from trl_plus.types import LossOutput, UnpairedLogps
 
 _KL_FREE = {"apo_zero_unpaired", "bco", "sft_unpaired"}
@@ -66,7 +74,7 @@ def unpaired_view(dataset: Any, *, seed: int | None = 0, **map_kwargs: Any) -> A
 
 def check_unpaired_dataset(dataset: Any, name: str) -> tuple[int, int] | None:
     """Check columns and labels; return (desirable, undesirable) counts, or None for pairs or streamed data."""
-    first = next(iter(dataset))
+    first = first_row(dataset, name)
     columns = set(dataset.column_names or first)
     if {"chosen", "rejected"} <= columns:
         return None  # TRL unpairs these: one desirable and one undesirable row per pair
@@ -84,6 +92,15 @@ def check_unpaired_dataset(dataset: Any, name: str) -> tuple[int, int] | None:
             f"The {name} dataset's `label` column must hold booleans (True = desirable), found {found}. If 1 means "
             "desirable, convert it with `dataset.cast_column('label', datasets.Value('bool'))`."
         )
+    rows = [first] if isinstance(dataset, IterableDataset) else dataset
+    for index, row in enumerate(rows):
+        check_text(row["prompt"], index, "prompt", name)
+        check_text(row["completion"], index, "completion", name)
+        if is_empty_completion(row["completion"]):
+            raise ValueError(
+                f"Row {index} of the {name} dataset has an empty `completion`; a thumbs up or down on nothing "
+                "teaches nothing. Drop or fix the row."
+            )
     if isinstance(dataset, IterableDataset):
         return None
     desirable = sum(dataset["label"])
@@ -192,6 +209,8 @@ class UnpairedPreferenceTrainer(FiniteGuardMixin, LossStateMixin, _compat.KTOTra
         if counts is not None:
             warn_on_class_ratio(counts, self.loss_specs, self.unpaired_loss_kwargs)
         self._preflight()
+        check_model_path(model)  # after the data checks, which need no model
+        check_model_path(ref_model, "ref_model")
         saved = args.loss_type
         # TRL decides from `loss_type` whether to build the KL pairs: keep them unless every loss is KL-free.
         args.loss_type = "apo_zero_unpaired" if {s.name for s in self.loss_specs} <= _KL_FREE else "kto"

@@ -140,3 +140,64 @@ def test_soft_sppo_without_its_column_fails_before_training(tmp_path: Path) -> N
 def test_out_of_range_loss_specific_values_fail_before_training(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"exo_pair.*label_smoothing"):
         trainer(tmp_path, TASK.preference_dataset(4), loss="exo_pair", loss_kwargs={"label_smoothing": 0.0})
+
+
+EMPTY_PAIRS = Dataset.from_dict({"prompt": [], "chosen": [], "rejected": []})
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (EMPTY_PAIRS, "The train dataset is empty"),
+        (
+            Dataset.from_dict({"prompt": ["a", "b"], "chosen": [1, 2], "rejected": ["y", "z"]}),
+            r"Row 0 .*`chosen`=1 \(int\)",
+        ),
+        (
+            Dataset.from_dict({"prompt": ["a", None], "chosen": ["x", "w"], "rejected": ["y", "z"]}),
+            r"Row 1 .*`prompt`=None",
+        ),
+    ],
+)
+def test_empty_datasets_and_non_text_rows_are_named(tmp_path: Path, data: Dataset, message: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=message):
+        trainer(tmp_path, data)
+
+
+def test_the_other_trainers_name_an_empty_or_blank_dataset_too(tmp_path: Path) -> None:
+    from trl_plus.trainers import (
+        RewardModelConfig,
+        RewardModelTrainer,
+        UnpairedPreferenceConfig,
+        UnpairedPreferenceTrainer,
+    )
+
+    with pytest.raises(ValueError, match="The train dataset is empty"):
+        RewardModelTrainer(
+            MISSING_MODEL, args=RewardModelConfig(output_dir=str(tmp_path), use_cpu=True), train_dataset=EMPTY_PAIRS
+        )
+    blank = Dataset.from_dict({"prompt": ["a", "b"], "completion": ["x", " "], "label": [True, False]})
+    with pytest.raises(ValueError, match="Row 1 of the train dataset has an empty `completion`"):
+        UnpairedPreferenceTrainer(
+            MISSING_MODEL, args=UnpairedPreferenceConfig(str(tmp_path), use_cpu=True), train_dataset=blank
+        )
+
+
+@pytest.mark.parametrize(
+    ("make_model", "message"),
+    [
+        (lambda root: root / "model.safetensors", "is a file; pass the folder that holds its config.json"),
+        (lambda root: root / "nowhere", "does not exist, and it is not a Hub model id either"),
+        (lambda root: "./nowhere", "'./nowhere' does not exist"),
+    ],
+)
+def test_a_model_path_that_is_a_file_or_missing_is_named(tmp_path: Path, make_model: Any, message: str) -> None:
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    model = str(make_model(tmp_path))
+    with pytest.raises(ValueError, match=message):
+        PreferenceTrainer(model, args=config(tmp_path), train_dataset=TASK.preference_dataset(4))
+
+
+def test_a_max_length_that_drops_every_row_says_so(llama: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"at least max_length=2 tokens.*truncation_mode='keep_end'"):
+        PreferenceTrainer(str(llama), args=config(tmp_path, max_length=2), train_dataset=TASK.preference_dataset(4))
