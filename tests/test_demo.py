@@ -27,7 +27,23 @@ def test_demo_command_takes_a_loss_and_its_hyperparameters(tmp_path: Path, capsy
     code = main(["demo", *short, "--loss", "simpo,sft", "--loss-kwargs", '{"simpo": {"gamma": 0.3}}'])
     assert code == 0
     assert "simpo,sft vs its SFT reference" in capsys.readouterr().out
-    assert (tmp_path / "simpo,sft" / "config.json").exists()
+    assert (tmp_path / "simpo+sft" / "config.json").exists()  # a folder name without a comma
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--loss", "dpoo"], "Unknown loss 'dpoo'"),
+        (["--loss", "simpo", "--loss-kwargs", '{"gama": 0.3}'], "'simpo' takes no hyperparameter 'gama'"),
+        (["--loss-kwargs", "{"], "--loss-kwargs is not JSON"),
+    ],
+)
+def test_bad_demo_settings_fail_before_building_anything(
+    flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--out", str(tmp_path / "demo"), *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()
 
 
 def test_kto_on_the_unpaired_view_beats_its_sft_reference(tmp_path: Path) -> None:

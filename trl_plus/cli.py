@@ -145,7 +145,10 @@ def _cmd_win_rate(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from trl_plus.demo import run_demo
 
-    loss_kwargs = json.loads(args.loss_kwargs) if args.loss_kwargs else None
+    try:
+        loss_kwargs = json.loads(args.loss_kwargs) if args.loss_kwargs else None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--loss-kwargs is not JSON: {error}") from None
     run_demo(
         args.out,
         arch=args.arch,

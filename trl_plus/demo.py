@@ -186,6 +186,16 @@ def align(
     return Path(out_dir)
 
 
+def _check_loss_kwargs(names: list[str], loss_kwargs: dict[str, Any] | None) -> None:
+    """Hyperparameters the losses do not take raise here, as the trainer's config would."""
+    from types import SimpleNamespace
+
+    from trl_plus.registry import get_loss
+    from trl_plus.trainers.preference import resolve_loss_kwargs
+
+    resolve_loss_kwargs(SimpleNamespace(loss_kwargs=loss_kwargs), [get_loss(name) for name in names], {})
+
+
 def run_demo(
     out_dir: str | Path = "runs/demo",
     *,
@@ -202,16 +212,21 @@ def run_demo(
     start = time.perf_counter()
     out = Path(out_dir)
     task = get_task(task_name, seed=seed)
-    label = ",".join([loss] if isinstance(loss, str) else loss)
+    names = [loss] if isinstance(loss, str) else list(loss)
+    label = ",".join(names)
+    # Unknown or mixed losses and bad hyperparameters fail now, not after the model is built and fine-tuned.
+    trainer_name = "UnpairedPreferenceTrainer" if loss_kinds(names)[1] == {"unpaired"} else "PreferenceTrainer"
+    _check_loss_kwargs(names, loss_kwargs)
     print(f"[1/4] Building a tiny random {arch} checkpoint in {out / 'base'}")
     base = make_tiny(arch, out / "base", seed=seed)
     print(f"[2/4] SFT on the {task_name} task's answers for {sft_steps} steps (TRL SFTTrainer, CPU)")
     sft_path = sft(base, out / "sft", task_name, steps=sft_steps, seed=seed)
     sft_vs_base = win_rate(sft_path, base, task, n=eval_prompts, seed=seed)
     print(f"      SFT vs random base: {sft_vs_base}")
-    trainer_name = "UnpairedPreferenceTrainer" if loss_kinds(loss)[1] == {"unpaired"} else "PreferenceTrainer"
     print(f"[3/4] Preference training with loss={label} for {steps} steps (trl-plus {trainer_name}, CPU)")
-    aligned = align(sft_path, out / label, task_name, loss=loss, steps=steps, seed=seed, loss_kwargs=loss_kwargs)
+    aligned = align(
+        sft_path, out / "+".join(names), task_name, loss=loss, steps=steps, seed=seed, loss_kwargs=loss_kwargs
+    )
     print(f"[4/4] Oracle evaluation on {eval_prompts} held-out prompts")
     aligned_vs_sft = win_rate(aligned, sft_path, task, n=eval_prompts, seed=seed)
     seconds = time.perf_counter() - start
