@@ -357,6 +357,7 @@ def train(
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     output_dir = Path(training_args.output_dir or ".")
     trainer.save_model(str(output_dir))
+    trainer.save_state()  # trainer_state.json: the full-precision log history, next to the model
     trainer.accelerator.print(f"Saved the trained model to {output_dir}")
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
