@@ -362,6 +362,9 @@ def train(
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
     if hasattr(trainer, "end"):  # transformers >= 5.18: finish the trackers, destroy the process group
+        # Every process reaches the teardown together: with gloo, a process destroying the group while another is
+        # still writing files hung about one run in eight (2 CPU processes under load).
+        trainer.accelerator.wait_for_everyone()
         trainer.end()
     return output_dir
 
