@@ -20,6 +20,9 @@ use the task's oracle reward; `ppo:HEAD` / `grpo:HEAD` a reward model with that 
 and budget as the `rm:HEAD` row (trained once per seed, shared by the rows that use it). Each step takes
 `--batch-size` completions (GRPO: groups of 4 per prompt; PPO: one per prompt), and each rollout is used for 4
 passes (PPO's `num_ppo_epochs`, GRPO's `num_iterations`), so a run samples steps × batch size / 4 completions.
+`--online-max-new-tokens` caps their completions while training (default: the evaluation's 16; 8 made PPO stable
+on the synthetic tasks, whose answers are 2–3 words), and `--online-kwargs '{"ppo:bt": {"kl_coef": 0.2}}'` sets
+any `PPOConfig` / `GRPOConfig` field of one row.
 
 Training runs on the CPU. Per method, over `--seeds` training runs (seed s orders the data and draws the `--n`
 held-out prompts and the samples for the win rate and KL; the held-out pairs are the same for every seed):

@@ -166,7 +166,7 @@ def test_bad_input_is_refused_before_training(llama: Path, pairs: Dataset, train
         RewardModelTrainer(str(llama), args=config, train_dataset=pairs)
     with pytest.raises(ValueError, match="does not take it"):
         RewardModelConfig(head="gpm", center_rewards_coefficient=0.1, **reward_args(training_args))
-    with pytest.raises(ValueError, match="chosen_win_prob=1.5; soft labels are probabilities"):
+    with pytest.raises(ValueError, match=r"chosen_win_prob=1\.5; soft labels are probabilities"):
         bad = pairs.remove_columns("chosen_win_prob").add_column("chosen_win_prob", [1.5] * len(pairs))
         RewardModelTrainer(str(llama), args=RewardModelConfig(**reward_args(training_args)), train_dataset=bad)
     model = RewardModel.from_backbone(llama, head="gpm")
