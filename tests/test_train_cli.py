@@ -324,3 +324,19 @@ def test_accelerate_configs_load(name: str, distributed_type: str) -> None:
     if name.startswith("deepspeed"):
         # Left to the training config ("auto"), so `gradient_accumulation_steps` there cannot disagree with it.
         assert "gradient_accumulation_steps" not in (config.deepspeed_config or {})
+
+
+@pytest.mark.parametrize("trainer", ["preference", "ppo"])
+def test_help_lists_the_common_fields_and_help_all_every_one(trainer: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--trainer", trainer, "--help"])
+    assert exit_.value.code == 0
+    short = capsys.readouterr().out
+    own = "--loss " if trainer == "preference" else "--kl_coef"
+    assert own in short and "--learning_rate" in short and "--help-all` lists them all" in short
+    assert "--adam_beta1" not in short
+    with pytest.raises(SystemExit):
+        main(["--trainer", trainer, "--help-all"])
+    full = capsys.readouterr().out
+    assert "--adam_beta1" in full and own in full
+    assert len(full.splitlines()) > 2 * len(short.splitlines())

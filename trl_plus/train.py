@@ -32,6 +32,7 @@ prompt/completion/label rows, or pairs, which it unpairs. The PPO trainer reads 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -148,17 +149,45 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
     """Defaults in the help (as HfArgumentParser shows them) and the module docstring's examples kept as written."""
 
 
-def make_parser(prog: str = "trl-plus train", trainer: str = "preference") -> TrlParser:
+# The TRL / transformers fields `--help` shows next to trl-plus's own; `--help-all` shows every field.
+COMMON_FIELDS = frozenset(
+    {
+        "config", "model_name_or_path", "dataset_name", "output_dir", "per_device_train_batch_size",
+        "gradient_accumulation_steps", "learning_rate", "lr_scheduler_type", "warmup_steps", "num_train_epochs",
+        "max_steps", "logging_steps", "eval_strategy", "eval_steps", "save_strategy", "save_steps", "seed", "bf16",
+        "use_cpu", "report_to", "max_length", "beta", "gradient_checkpointing", "resume_from_checkpoint",
+        "push_to_hub", "use_peft", "lora_r", "lora_alpha", "lora_target_modules", "load_in_4bit",
+        "bnb_4bit_quant_type", "dtype", "max_completion_length", "num_generations", "dataset_train_split",
+        "dataset_test_split",
+    }
+)  # fmt: skip
+
+
+def make_parser(prog: str = "trl-plus train", trainer: str = "preference", *, every_field: bool = True) -> TrlParser:
     """The parser of `trl-plus train`: script, training (the `trainer`'s config) and model arguments, plus
-    `--config file.yaml`."""
+    `--config file.yaml`. With `every_field=False` its help lists only trl-plus's own fields and `COMMON_FIELDS`
+    (every field still parses)."""
+    config_class = TRAINERS[trainer][0]
     # TRL types `dataclass_types` as a NewType over Any, which no class satisfies for mypy.
-    dataclass_types: Any = (TrainScriptArguments, TRAINERS[trainer][0], ModelConfig)
-    return TrlParser(
+    dataclass_types: Any = (TrainScriptArguments, config_class, ModelConfig)
+    parser = TrlParser(
         dataclass_types,
         prog=prog,
         description=__doc__,
         formatter_class=_HelpFormatter,
+        epilog=None
+        if every_field
+        else "Only trl-plus's fields and the most used TRL ones are listed; every field of "
+        "the classes above works. `--help-all` lists them all.",
     )
+    if not every_field:
+        trl_base = next(c for c in config_class.__mro__[1:] if c.__module__.startswith("trl."))
+        own = {f.name for f in dataclasses.fields(config_class)} - {f.name for f in dataclasses.fields(trl_base)}
+        own |= {f.name for f in dataclasses.fields(TrainScriptArguments)}
+        for action in parser._actions:
+            if action.dest not in own | COMMON_FIELDS | {"help"}:
+                action.help = argparse.SUPPRESS
+    return parser
 
 
 class ArgumentError(ValueError):
@@ -392,7 +421,9 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "trl-plus train") -> 
     """Parse `argv` (default: `sys.argv[1:]`), train and save; 2 with a one-line message for a bad setting."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        parser = make_parser(prog, _trainer_choice(argv))
+        every_field = "--help-all" in argv
+        argv = ["--help" if arg == "--help-all" else arg for arg in argv]
+        parser = make_parser(prog, _trainer_choice(argv), every_field=every_field or not {"-h", "--help"} & set(argv))
     except (ValueError, OSError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
