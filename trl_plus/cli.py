@@ -220,55 +220,55 @@ def build_parser() -> argparse.ArgumentParser:
 
     losses = commands.add_parser("losses", help="list the registered losses")
     losses.add_argument("--kind", choices=("paired", "unpaired", "ranked"), help="only losses of this input kind")
-    losses.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    losses.add_argument("--format", choices=("table", "markdown", "json"), default="table", help="output format")
     losses.set_defaults(func=_cmd_losses)
 
     heads = commands.add_parser("reward-heads", help="list the registered reward-model heads")
-    heads.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    heads.add_argument("--format", choices=("table", "markdown", "json"), default="table", help="output format")
     heads.set_defaults(func=_cmd_reward_heads)
 
     tiny = commands.add_parser("make-tiny", help="build a tiny random checkpoint offline")
-    tiny.add_argument("--arch", choices=ARCHITECTURES, required=True)
+    tiny.add_argument("--arch", choices=ARCHITECTURES, required=True, help="model family (config and tokenizer)")
     tiny.add_argument("--out", required=True, help="directory to save the model and tokenizer to")
     tiny.add_argument("--vocab-size", type=int, help="model vocabulary (default: the tokenizer's); e.g. 128256")
     tiny.add_argument("--tokenizer-vocab-size", type=int, default=1024, help="BPE target size (default 1024)")
-    tiny.add_argument("--hidden-size", type=int, default=64)
-    tiny.add_argument("--layers", type=int, default=2)
-    tiny.add_argument("--heads", type=int, default=4)
-    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--hidden-size", type=int, default=64, help="hidden size (default 64)")
+    tiny.add_argument("--layers", type=int, default=2, help="decoder layers (default 2)")
+    tiny.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
+    tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     tiny.set_defaults(func=_cmd_make_tiny)
 
     task = commands.add_parser("task", help="print a synthetic task's oracle and example pairs")
-    task.add_argument("name", choices=sorted(TASKS))
-    task.add_argument("--seed", type=int, default=0)
-    task.add_argument("--examples", type=int, default=5)
+    task.add_argument("name", choices=sorted(TASKS), help="the task")
+    task.add_argument("--seed", type=int, default=0, help="seed of the task's hidden oracle (default 0)")
+    task.add_argument("--examples", type=int, default=5, help="example pairs to print (default 5)")
     task.set_defaults(func=_cmd_task)
 
     rate = commands.add_parser("win-rate", help="oracle win rate of policy A against policy B on a synthetic task")
     rate.add_argument("policy_a", help="path (or hub id) of policy A")
     rate.add_argument("policy_b", help="path (or hub id) of policy B")
-    rate.add_argument("--task", choices=sorted(TASKS), default="transitive")
+    rate.add_argument("--task", choices=sorted(TASKS), default="transitive", help="the task (default transitive)")
     rate.add_argument("--task-seed", type=int, default=0, help="seed of the task's hidden oracle")
     rate.add_argument("--n", type=int, default=256, help="number of held-out prompts")
     rate.add_argument("--seed", type=int, default=0, help="sampling seed")
     rate.add_argument("--conversational", action="store_true", help="prompt through the chat template")
-    rate.add_argument("--max-new-tokens", type=int, default=16)
+    rate.add_argument("--max-new-tokens", type=int, default=16, help="completion length (default 16)")
     rate.set_defaults(func=_cmd_win_rate)
 
     demo = commands.add_parser(
         "demo", help="tiny model → SFT → preference training with --loss → oracle win rate vs the SFT reference"
     )
     demo.add_argument("--out", default="runs/demo", help="where to save the checkpoints (default runs/demo)")
-    demo.add_argument("--arch", choices=ARCHITECTURES, default="llama")
-    demo.add_argument("--task", choices=sorted(TASKS), default="transitive")
-    demo.add_argument("--sft-steps", type=int, default=300)
+    demo.add_argument("--arch", choices=ARCHITECTURES, default="llama", help="model family (default llama)")
+    demo.add_argument("--task", choices=sorted(TASKS), default="transitive", help="synthetic task (default transitive)")
+    demo.add_argument("--sft-steps", type=int, default=300, help="SFT steps before preference training (default 300)")
     demo.add_argument(
         "--loss", default="dpo", help="registered loss(es) for the preference stage, e.g. simpo or dpo,sft"
     )
     demo.add_argument("--loss-kwargs", default=None, help="JSON hyperparameters, e.g. '{\"beta\": 0.2}'")
     demo.add_argument("--steps", type=int, default=400, help="preference training steps (batches of 16 pairs)")
     demo.add_argument("--n", type=int, default=256, help="held-out prompts for the oracle evaluation")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=int, default=0, help="seed of the model, task and sampling (default 0)")
     demo.set_defaults(func=_cmd_demo)
 
     cmp = commands.add_parser(
@@ -302,7 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--curve-prompts", type=int, default=64, help="prompts per evaluation during training")
     cmp.add_argument("--metrics", help="comma list of win_rate, accuracy, kl, cost (default: all the data allows)")
     cmp.add_argument("--loss-kwargs", help='JSON hyperparameters by loss, e.g. \'{"simpo": {"beta": 2.5}}\'')
-    cmp.add_argument("--learning-rate", type=float, default=1e-4)
+    cmp.add_argument(
+        "--learning-rate", type=float, default=1e-4, help="offline losses and reward models (default 1e-4)"
+    )
     cmp.add_argument("--batch-size", type=int, default=16, help="pairs or ranked lists per step (default 16)")
     cmp.add_argument("--threads", type=int, help="torch threads; results repeat exactly for the same count")
     cmp.add_argument("--out", default="runs/compare", help="output directory (default runs/compare)")
