@@ -340,3 +340,45 @@ def test_help_lists_the_common_fields_and_help_all_every_one(trainer: str, capsy
     full = capsys.readouterr().out
     assert "--adam_beta1" in full and own in full
     assert len(full.splitlines()) > 2 * len(short.splitlines())
+
+
+@pytest.mark.parametrize(
+    ("files", "argv", "expected"),
+    [
+        ({}, [], "nothing to train: pass --model_name_or_path, --dataset_name and --output_dir"),
+        (
+            {"c.yaml": "- a\n- b\n"},
+            ["--config", "c.yaml"],
+            "The --config file 'c.yaml' holds a list, not a mapping of field names to values",
+        ),
+        (
+            {"c.yaml": "a: [\n"},
+            ["--config", "c.yaml"],
+            "The --config file 'c.yaml' is not valid YAML: while parsing a flow node",
+        ),
+        (
+            {"d.jsonl": '{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": \n'},
+            ["--dataset_name", "d.jsonl", "--output_dir", "out", *FAST],
+            "Cannot read the dataset file 'd.jsonl' as json: ArrowInvalid: JSON parse error",
+        ),
+    ],
+    ids=["no-arguments", "yaml-list", "yaml-syntax", "broken-jsonl"],
+)
+def test_bad_files_and_no_arguments_fail_with_one_clear_line(
+    tiny_checkpoints: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    files: dict[str, str],
+    argv: list[str],
+    expected: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    if "--dataset_name" in argv:
+        argv = ["--model_name_or_path", str(tiny_checkpoints["llama"]), *argv]
+    assert cli.main(["train", *argv]) == 2
+    err = capsys.readouterr().err
+    assert f"trl-plus train: error: {expected}" in err
+    assert "Traceback" not in err

@@ -241,6 +241,7 @@ def synthetic_dataset(task_name: str, script_args: TrainScriptArguments) -> Data
 def load_preference_dataset(script_args: TrainScriptArguments) -> DatasetDict | IterableDatasetDict:
     """The dataset named by `--dataset_name`, as splits (a single unsplit dataset becomes `train`)."""
     from datasets import load_dataset, load_from_disk
+    from datasets.exceptions import DatasetGenerationError
 
     name = script_args.dataset_name
     if not name:
@@ -260,7 +261,13 @@ def load_preference_dataset(script_args: TrainScriptArguments) -> DatasetDict | 
             raise ArgumentError(
                 f"Cannot read the dataset file {name!r}: its suffix is not one of {sorted(_DATA_FILE_BUILDERS)}."
             )
-        loaded = load_dataset(builder, data_files=str(path), streaming=script_args.dataset_streaming)
+        try:
+            loaded = load_dataset(builder, data_files=str(path), streaming=script_args.dataset_streaming)
+        except DatasetGenerationError as error:  # the file does not parse; the cause names the line
+            cause = error.__cause__ or error
+            raise ArgumentError(
+                f"Cannot read the dataset file {name!r} as {builder}: {type(cause).__name__}: {cause}"
+            ) from error
     elif path.is_dir():  # a folder of data files, or a dataset repository cloned locally
         loaded = load_dataset(str(path), name=script_args.dataset_config, streaming=script_args.dataset_streaming)
     elif _looks_like_path(name):
@@ -410,7 +417,17 @@ def _trainer_choice(argv: Sequence[str]) -> str:
         import yaml
 
         with open(known.config) as f:
-            choice = (yaml.safe_load(f) or {}).get("trainer")
+            try:
+                content = yaml.safe_load(f) or {}
+            except yaml.YAMLError as error:
+                first = str(error).strip().splitlines()
+                raise ValueError(f"The --config file {known.config!r} is not valid YAML: {' '.join(first)}") from None
+        if not isinstance(content, dict):
+            raise ValueError(
+                f"The --config file {known.config!r} holds a {type(content).__name__}, not a mapping of field names "
+                "to values (e.g. `loss: simpo` on its own line)."
+            )
+        choice = content.get("trainer")
     choice = choice or "preference"
     if choice not in TRAINERS:
         raise ValueError(f"`--trainer` must be one of {sorted(TRAINERS)}, got {choice!r}.")
@@ -420,6 +437,13 @@ def _trainer_choice(argv: Sequence[str]) -> str:
 def main(argv: Sequence[str] | None = None, *, prog: str = "trl-plus train") -> int:
     """Parse `argv` (default: `sys.argv[1:]`), train and save; 2 with a one-line message for a bad setting."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:
+        print(
+            f"{prog}: error: nothing to train: pass --model_name_or_path, --dataset_name and --output_dir (or "
+            "--config my.yaml); --help lists the fields.",
+            file=sys.stderr,
+        )
+        return 2
     try:
         every_field = "--help-all" in argv
         argv = ["--help" if arg == "--help-all" else arg for arg in argv]
