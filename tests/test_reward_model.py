@@ -83,3 +83,12 @@ def test_mean_pooling_averages_the_completion_tokens_and_survives_a_round_trip(
     assert RewardModel.from_pretrained(tmp_path).pooling == "mean"
     with pytest.raises(ValueError, match="pooling must be one of"):
         RewardModel.from_backbone(tiny_checkpoints["llama"], pooling="max")
+
+
+def test_one_string_instead_of_a_list_is_refused(tiny_checkpoints: dict[str, Path]) -> None:
+    """A string is a sequence of characters: without the check, prefer("a prompt", ...) scored one row per letter."""
+    model = RewardModel.from_backbone(tiny_checkpoints["llama"], head="bt").eval()
+    with pytest.raises(TypeError, match=r"`prompts` is one string \('Name 2 items:'\); pass a list"):
+        model.prefer("Name 2 items:", ["kite map"], ["tent hat"])
+    with pytest.raises(TypeError, match="`completions` is one string"):
+        model.score(["Name 2 items:"], "kite map")

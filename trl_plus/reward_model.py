@@ -255,6 +255,11 @@ class RewardModel(nn.Module):
     def _tokenize(self, prompts: Sequence[Any], completions: Sequence[Any]) -> dict[str, torch.Tensor]:
         if self.tokenizer is None:
             raise ValueError("This RewardModel has no tokenizer; pass tokenizer= to from_backbone.")
+        for name, value in (("prompts", prompts), ("completions", completions)):
+            if isinstance(value, str):  # a string is a sequence too: it would be read one character per row
+                raise TypeError(
+                    f"`{name}` is one string ({value[:40]!r}); pass a list, one entry per row: [{value[:20]!r}]."
+                )
         if len(prompts) != len(completions):
             raise ValueError(f"Got {len(prompts)} prompts for {len(completions)} completions.")
         rows, prompt_lengths = [], []
