@@ -92,3 +92,23 @@ def test_one_string_instead_of_a_list_is_refused(tiny_checkpoints: dict[str, Pat
         model.prefer("Name 2 items:", ["kite map"], ["tent hat"])
     with pytest.raises(TypeError, match="`completions` is one string"):
         model.score(["Name 2 items:"], "kite map")
+
+
+def test_trust_remote_code_reaches_the_config_and_the_tokenizer(
+    tiny_checkpoints: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only the backbone: transformers asks interactively ([y/N]) for every loader that lacks the flag."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    seen: dict[str, list[object]] = {"AutoConfig": [], "AutoTokenizer": []}
+    for cls in (AutoConfig, AutoTokenizer):
+        original = cls.from_pretrained
+
+        def record(*args: object, _name: str = cls.__name__, _original: object = original, **kwargs: object) -> object:
+            seen[_name].append(kwargs.get("trust_remote_code"))
+            return _original(*args, **kwargs)  # type: ignore[operator]
+
+        monkeypatch.setattr(cls, "from_pretrained", record)
+    RewardModel.from_backbone(tiny_checkpoints["llama"], head="bt", trust_remote_code=True)
+    assert seen["AutoConfig"] and seen["AutoTokenizer"]  # each loader was called, and every call had the flag
+    assert all(flag is True for calls in seen.values() for flag in calls), seen

@@ -170,7 +170,10 @@ def backbone_of_causal_lm(name: str, load_kwargs: dict[str, Any]) -> Iterator[No
     from transformers import AutoConfig, AutoModel
 
     try:
-        config = AutoConfig.from_pretrained(name, revision=load_kwargs.get("revision"))
+        # trust_remote_code passed on, so a custom architecture is not asked about interactively a second time.
+        config = AutoConfig.from_pretrained(
+            name, revision=load_kwargs.get("revision"), trust_remote_code=load_kwargs.get("trust_remote_code", False)
+        )
         model_class: Any = AutoModel._model_mapping[type(config)]
     except (OSError, KeyError, ValueError):  # let from_pretrained raise its own error
         yield

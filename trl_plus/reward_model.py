@@ -67,6 +67,11 @@ def completion_mean_states(hidden: torch.Tensor, attention_mask: torch.Tensor, s
     return (hidden * weights[..., None]).sum(1) / weights.sum(1, keepdim=True).clamp(min=1)
 
 
+def _tokenizer_kwargs(load_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The model-loading settings that apply to its tokenizer too."""
+    return {key: load_kwargs[key] for key in ("revision", "trust_remote_code") if key in load_kwargs}
+
+
 class RewardModel(nn.Module):
     """Backbone + head. `score(prompts, completions)` and `prefer(prompts, a, b)` work for every head."""
 
@@ -115,7 +120,7 @@ class RewardModel(nn.Module):
             with _compat.backbone_of_causal_lm(str(model), load_kwargs):
                 backbone = AutoModel.from_pretrained(str(model), **load_kwargs)
             _compat.release_checkpoint_mapping(backbone)
-            tokenizer = tokenizer or AutoTokenizer.from_pretrained(str(model))
+            tokenizer = tokenizer or AutoTokenizer.from_pretrained(str(model), **_tokenizer_kwargs(load_kwargs))
         else:
             backbone = model.get_decoder() if hasattr(model, "get_decoder") and hasattr(model, "lm_head") else model
         hidden_size = backbone.config.get_text_config().hidden_size
@@ -145,7 +150,10 @@ class RewardModel(nn.Module):
         hidden_size = backbone.config.get_text_config().hidden_size
         module = spec.build(hidden_size, **saved["head_kwargs"])
         module.load_state_dict(load_file(str(path / HEAD_WEIGHTS)))
-        tokenizer = AutoTokenizer.from_pretrained(str(path)) if (path / "tokenizer_config.json").exists() else None
+        has_tokenizer = (path / "tokenizer_config.json").exists()
+        tokenizer = (
+            AutoTokenizer.from_pretrained(str(path), **_tokenizer_kwargs(load_kwargs)) if has_tokenizer else None
+        )
         pooling = saved.get("pooling", "last")
         return cls(backbone, module.to(backbone.device), spec.name, saved["head_kwargs"], tokenizer, pooling)
 
