@@ -73,6 +73,14 @@ class PreferenceConfig(NonFiniteFields, _compat.DPOConfig):
         default=None,
         metadata={"help": "β for every loss that takes one. None: each loss's default (0.1 for DPO, 2.0 for SimPO)."},
     )
+    # TRL's default is ["sigmoid"]; None here tells "not set" from "set to sigmoid", so that `loss_type="sigmoid"`
+    # next to `loss="simpo"` is an error rather than silently ignored. After __post_init__ it equals `loss`.
+    loss_type: list[str] | None = field(  # type: ignore[assignment]
+        default=None,
+        metadata={
+            "help": "TRL's name for `loss` (its names are registry aliases); set one of the two. Default sigmoid."
+        },
+    )
     label_smoothing: float | None = field(  # type: ignore[assignment]
         default=None,
         metadata={"help": "Label smoothing ε in [0, 0.5) for every loss that takes one. None: each loss's default."},
@@ -101,7 +109,7 @@ class PreferenceConfig(NonFiniteFields, _compat.DPOConfig):
     _VALID_DICT_FIELDS: ClassVar[list[str]] = [*_compat.DPOConfig._VALID_DICT_FIELDS, "loss_kwargs"]
 
     def __post_init__(self) -> None:
-        self.loss = loss_names(self.loss, self.loss_type, _TRL_DEFAULT_LOSS_TYPE)  # type: ignore[has-type]
+        self.loss = loss_names(self.loss, self.loss_type, _TRL_DEFAULT_LOSS_TYPE, default_is_unset=False)
         if isinstance(self.loss_kwargs, str):
             self.loss_kwargs = json.loads(self.loss_kwargs) if self.loss_kwargs.strip() else None
         specs = [get_loss(name) for name in self.loss]  # unknown names raise here, with suggestions
@@ -134,15 +142,25 @@ def from_trl_config(target: type[ConfigT], base: type, args: Any) -> ConfigT:
     return target(**{f.name: getattr(args, f.name) for f in dataclasses.fields(base) if f.init})
 
 
-def loss_names(loss: list[str] | str | None, loss_type: list[str] | str, trl_default: list[str]) -> list[str]:
-    """`loss` as a list of names ("a,b" splits), or TRL's `loss_type` when unset; the two may not disagree."""
-    loss_type = [loss_type] if isinstance(loss_type, str) else list(loss_type)
+def loss_names(
+    loss: list[str] | str | None,
+    loss_type: list[str] | str | None,
+    trl_default: list[str],
+    *,
+    default_is_unset: bool = True,
+) -> list[str]:
+    """`loss` as a list of names ("a,b" splits), or TRL's `loss_type` when unset; the two may not disagree.
+
+    `loss_type` None is unset; so is a value equal to `trl_default` when the config cannot tell it from the default
+    (`default_is_unset`)."""
+    given = None if loss_type is None else [loss_type] if isinstance(loss_type, str) else list(loss_type)
     if loss is None:
-        return loss_type
+        return trl_default if given is None else given
     names = [name.strip() for name in loss.split(",")] if isinstance(loss, str) else list(loss)
     if not names or not all(names):
         raise ValueError(f"`loss` must name at least one registered loss, got {loss!r}.")
-    if loss_type != trl_default and [get_loss(n).name for n in loss_type] != [get_loss(n).name for n in names]:
+    unset = given is None or (default_is_unset and given == trl_default)
+    if not unset and [get_loss(n).name for n in given] != [get_loss(n).name for n in names]:
         raise ValueError(f"Both `loss={names}` and `loss_type={loss_type}` are set and disagree; set only `loss`.")
     return names
 

@@ -65,7 +65,11 @@ def test_config_values_reach_only_losses_that_take_them(tmp_path: Path) -> None:
 def test_loss_and_loss_type_may_not_disagree(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="disagree"):
         config(tmp_path, loss="simpo", loss_type=["ipo"])
+    with pytest.raises(ValueError, match="disagree"):  # TRL's default name, set by hand, is not ignored either
+        config(tmp_path, loss="simpo", loss_type="sigmoid")
     assert config(tmp_path, loss_type=["sigmoid"]).loss == ["sigmoid"]
+    assert config(tmp_path).loss == ["sigmoid"]  # neither set: TRL's default
+    assert config(tmp_path, loss="dpo", loss_type=["sigmoid"]).loss == ["dpo"]  # aliases agree
 
 
 def test_unpaired_losses_point_to_the_unpaired_trainer(tmp_path: Path) -> None:
