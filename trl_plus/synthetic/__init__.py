@@ -21,13 +21,14 @@ from trl_plus.synthetic.evaluate import (
     sample_completions,
     win_rate,
 )
+from trl_plus.synthetic.packing import PackingTask
 from trl_plus.synthetic.transitive import TransitiveTask
 
-TASKS: dict[str, type[SyntheticTask]] = {"transitive": TransitiveTask, "cyclic": CyclicTask}
+TASKS: dict[str, type[SyntheticTask]] = {"transitive": TransitiveTask, "cyclic": CyclicTask, "packing": PackingTask}
 
 
 def get_task(name: str, *, seed: int = 0) -> SyntheticTask:
-    """A synthetic task by name ("transitive" or "cyclic"); the seed fixes its hidden oracle."""
+    """A synthetic task by name ("transitive", "cyclic" or "packing"); the seed fixes its hidden oracle."""
     if name not in TASKS:
         raise ValueError(f"Unknown synthetic task {name!r}; choose one of {sorted(TASKS)}.")
     return TASKS[name](seed=seed)
@@ -37,6 +38,7 @@ __all__ = [
     "TASKS",
     "CyclicTask",
     "OracleAgreement",
+    "PackingTask",
     "SyntheticTask",
     "TransitiveTask",
     "WinRate",

@@ -8,6 +8,8 @@ and unpaired datasets — is derived here the same way for every task, determini
 
 from __future__ import annotations
 
+import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
@@ -19,7 +21,15 @@ Message = dict[str, str]
 Text = str | list[Message]
 
 # Separate random streams per dataset kind: the SFT and preference sets for one seed should not share draws.
-_STREAMS = {"sft": 1, "preference": 2, "ranked": 3, "unpaired": 4, "eval": 5, "policy-preference": 6}
+_STREAMS = {
+    "sft": 1,
+    "preference": 2,
+    "ranked": 3,
+    "unpaired": 4,
+    "eval": 5,
+    "policy-preference": 6,
+    "eval-train": 7,  # evaluation on training prompts, for tasks whose "eval" prompts are held out
+}
 
 
 def as_text(value: Text) -> str:
@@ -171,6 +181,33 @@ class SyntheticTask(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(seed={self.seed})"
+
+
+class ScalarRewardTask(SyntheticTask):
+    """A task whose oracle is Bradley-Terry on a hidden scalar reward: P(a ≻ b) = σ(r*(a) − r*(b)), with every
+    malformed answer at `malformed_reward`, below any well-formed one."""
+
+    malformed_reward: float
+
+    @abstractmethod
+    def reward(self, prompt: Text, response: Text) -> float:
+        """r*(response | prompt), or `malformed_reward`."""
+
+    def is_valid(self, prompt: Text, response: Text) -> bool:
+        return self.reward(prompt, response) != self.malformed_reward
+
+    def prefer(self, prompt: Text, a: Text, b: Text) -> float:
+        return 1.0 / (1.0 + math.exp(self.reward(prompt, b) - self.reward(prompt, a)))
+
+    def rank(self, prompt: str, responses: Sequence[str], rng: np.random.Generator) -> list[str]:
+        """An exact Plackett-Luce draw with utilities r*: sort by r* + Gumbel noise (pairs follow σ(r*_a − r*_b))."""
+        keys = [self.reward(prompt, response) + rng.gumbel() for response in responses]
+        return [responses[i] for i in np.argsort(keys)[::-1]]
+
+
+def words(text: str) -> list[str]:
+    """An answer's words, lower-cased, split on spaces and punctuation."""
+    return [word for word in re.split(r"[\s,.;]+", text.strip().lower()) if word]
 
 
 def _format(row: dict[str, Any], conversational: bool) -> dict[str, Any]:

@@ -11,13 +11,11 @@ win rate against its base well above ½ here.
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Sequence
 
 import numpy as np
 
-from trl_plus.synthetic.base import SyntheticTask, Text, as_text
+from trl_plus.synthetic.base import ScalarRewardTask, Text, as_text, words
 
 TOPICS = ("beach", "mountain", "city", "forest")
 ITEMS = ("kite", "lamp", "rope", "towel", "camera", "map", "boots", "hat", "book", "tent", "radio", "snacks")
@@ -27,14 +25,11 @@ MALFORMED_REWARD = -WEIGHT_RANGE * max(COUNTS) - 1.0
 _PROMPT = re.compile(r"Packing for the (\w+)\. Name (\d) items:")
 
 
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
-
-
-class TransitiveTask(SyntheticTask):
+class TransitiveTask(ScalarRewardTask):
     """Hidden per-topic item weights; the better answer packs the items the topic likes."""
 
     name = "transitive"
+    malformed_reward = MALFORMED_REWARD
 
     def __init__(self, seed: int = 0) -> None:
         super().__init__(seed)
@@ -54,21 +49,10 @@ class TransitiveTask(SyntheticTask):
     def reward(self, prompt: Text, response: Text) -> float:
         """r*(response | prompt): the sum of the topic's weights of the items named, or MALFORMED_REWARD."""
         topic, count = self._parse_prompt(as_text(prompt))
-        items = _words(as_text(response))
+        items = words(as_text(response))
         if len(items) != count or len(set(items)) != count or any(item not in ITEMS for item in items):
             return MALFORMED_REWARD
         return float(sum(self.weights[topic, ITEMS.index(item)] for item in items))
-
-    def is_valid(self, prompt: Text, response: Text) -> bool:
-        return self.reward(prompt, response) != MALFORMED_REWARD
-
-    def prefer(self, prompt: Text, a: Text, b: Text) -> float:
-        return _sigmoid(self.reward(prompt, a) - self.reward(prompt, b))
-
-    def rank(self, prompt: str, responses: Sequence[str], rng: np.random.Generator) -> list[str]:
-        """An exact Plackett-Luce draw with utilities r*: sort by r* + Gumbel noise (pairs follow σ(r*_a − r*_b))."""
-        keys = [self.reward(prompt, response) + rng.gumbel() for response in responses]
-        return [responses[i] for i in np.argsort(keys)[::-1]]
 
     def best_response(self, prompt: Text) -> str:
         """The highest-reward answer, for reference."""
@@ -97,7 +81,3 @@ class TransitiveTask(SyntheticTask):
                 *rows,
             ]
         )
-
-
-def _words(text: str) -> list[str]:
-    return [word for word in re.split(r"[\s,.;]+", text.strip().lower()) if word]
