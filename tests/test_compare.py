@@ -144,6 +144,23 @@ def test_online_rows_take_their_own_config_fields_and_completion_length(referenc
     assert (grpo.args.beta, grpo.args.num_generations, grpo.args.max_completion_length) == (0.2, 4, 5)
 
 
+@pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_reward_rows_pool_as_asked(pooling: str, reference: Path, tmp_path: Path) -> None:
+    from trl_plus.compare import _reward_trainer
+    from trl_plus.synthetic import get_task
+
+    config = CompareConfig(losses=(), heads="bt", reward_pooling=pooling, **SMALL)
+    pairs = get_task("transitive").preference_dataset(8)
+    trainer = _reward_trainer("bt", reference, tmp_path, pairs, config, seed=0, batch_size=4)
+    assert trainer.reward_model.pooling == pooling
+    with pytest.raises(ValueError, match="reward_pooling must be 'mean' or 'last', got 'max'"):
+        compare(
+            CompareConfig(
+                losses=(), heads="bt", reward_pooling="max", task="transitive", out_dir=tmp_path / "x", **SMALL
+            )
+        )
+
+
 @pytest.fixture
 def broken_loss() -> Any:
     @register_loss("compare_broken_plugin", requires_reference=False, paper="a plugin that raises")

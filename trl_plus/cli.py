@@ -180,6 +180,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             online=args.online or (),
             online_learning_rate=args.online_learning_rate,
             online_max_new_tokens=args.online_max_new_tokens,
+            reward_pooling=args.reward_pooling,
             task=args.task if args.task or args.dataset else "transitive",
             dataset=args.dataset,
             model=args.model,
@@ -286,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--online-learning-rate", type=float, default=1e-3, help="for the online methods (default 1e-3)")
     cmp.add_argument(
         "--online-kwargs", help='JSON PPOConfig/GRPOConfig fields by online row, e.g. \'{"ppo:bt": {"kl_coef": 0.2}}\''
+    )
+    cmp.add_argument(
+        "--reward-pooling", choices=("mean", "last"), default="mean", help="reward models' pooling (default mean)"
     )
     cmp.add_argument(
         "--online-max-new-tokens", type=int, help="online methods' completion length while training (default 16)"

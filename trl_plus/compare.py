@@ -107,6 +107,7 @@ class CompareConfig:
     online_kwargs: dict[str, dict[str, Any]] | None = None  # config fields by online row: {"ppo:bt": {"kl_coef": 0.2}}
     online_max_new_tokens: int | None = None  # online methods' completions while training (default max_new_tokens)
     head_learning_rate: float = 1e-2  # reward models' freshly initialised heads
+    reward_pooling: str = "mean"  # reward models' pooling: "mean" or "last" (see RewardModel)
     batch_size: int = 16  # lists or pairs per step; unpaired methods get as many completions
     max_new_tokens: int = 16
     threads: int | None = None
@@ -306,6 +307,8 @@ def _check_config(config: CompareConfig) -> tuple[list[Method], list[str]]:
         if value is not None and not (isinstance(value, dict) and all(isinstance(v, dict) for v in value.values())):
             example = '{"dpo": {"beta": 0.2}}' if name == "loss_kwargs" else '{"ppo": {"kl_coef": 0.2}}'
             raise ValueError(f"{name} must map names to hyperparameters, e.g. {example}; got {value!r}.")
+    if config.reward_pooling not in ("mean", "last"):  # RewardModel's poolings
+        raise ValueError(f"reward_pooling must be 'mean' or 'last', got {config.reward_pooling!r}.")
     if config.online_max_new_tokens is not None and config.online_max_new_tokens < 1:
         raise ValueError(f"online_max_new_tokens must be at least 1, got {config.online_max_new_tokens}.")
     oracle = config.task is not None
@@ -723,8 +726,10 @@ def _reward_trainer(
     args = training_args(
         out_dir, steps=config.steps, seed=seed, batch_size=batch_size, learning_rate=config.learning_rate
     )
-    # Mean pooling and a faster head, as `trl_plus.reward_bench` trains them on these tasks.
-    config_ = RewardModelConfig(**args, head=head, pooling="mean", head_learning_rate=config.head_learning_rate)
+    # Mean pooling (by default) and a faster head, as `trl_plus.reward_bench` trains them on these tasks.
+    config_ = RewardModelConfig(
+        **args, head=head, pooling=config.reward_pooling, head_learning_rate=config.head_learning_rate
+    )
     return RewardModelTrainer(str(reference_path), args=config_, train_dataset=data)
 
 
