@@ -142,13 +142,19 @@ def _cmd_win_rate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_flag(args: argparse.Namespace, flag: str) -> Any:
+    """The JSON value of `--flag` (None when not given); text that is not JSON is a ValueError naming the flag."""
+    value = getattr(args, flag)
+    try:
+        return json.loads(value) if value else None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--{flag.replace('_', '-')} is not JSON: {error}") from None
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from trl_plus.demo import run_demo
 
-    try:
-        loss_kwargs = json.loads(args.loss_kwargs) if args.loss_kwargs else None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"--loss-kwargs is not JSON: {error}") from None
+    loss_kwargs = _json_flag(args, "loss_kwargs")
     run_demo(
         args.out,
         arch=args.arch,
@@ -166,13 +172,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from trl_plus.compare import CompareConfig, CompareError, compare
 
-    kwargs: dict[str, Any] = {}
-    for flag in ("loss_kwargs", "online_kwargs"):
-        try:
-            kwargs[flag] = json.loads(getattr(args, flag)) if getattr(args, flag) else None
-        except json.JSONDecodeError as error:
-            print(f"trl-plus compare: error: --{flag.replace('_', '-')} is not JSON: {error}", file=sys.stderr)
-            return 2
+    kwargs = {flag: _json_flag(args, flag) for flag in ("loss_kwargs", "online_kwargs")}
     try:
         config = CompareConfig(
             losses=args.losses,

@@ -437,34 +437,24 @@ def _trainer_choice(argv: Sequence[str]) -> str:
 def main(argv: Sequence[str] | None = None, *, prog: str = "trl-plus train") -> int:
     """Parse `argv` (default: `sys.argv[1:]`), train and save; 2 with a one-line message for a bad setting."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv:
-        print(
-            f"{prog}: error: nothing to train: pass --model_name_or_path, --dataset_name and --output_dir (or "
-            "--config my.yaml); --help lists the fields.",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        every_field = "--help-all" in argv
-        argv = ["--help" if arg == "--help-all" else arg for arg in argv]
-        parser = make_parser(prog, _trainer_choice(argv), every_field=every_field or not {"-h", "--help"} & set(argv))
-    except (ValueError, OSError) as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
-    try:
-        # Config `__post_init__`s raise ValueError for bad values (an unknown loss name, with suggestions) and
-        # TypeError for a hyperparameter a loss does not take; an unknown YAML key raises ValueError, a missing YAML
-        # file OSError.
-        script_args, training_args, model_args = parser.parse_args_and_config(args=argv)
-    except (ValueError, TypeError, OSError) as error:
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
-        return 2
 
     def run() -> int:
+        if not argv:
+            raise ArgumentError(
+                "nothing to train: pass --model_name_or_path, --dataset_name and --output_dir (or --config my.yaml); "
+                "--help lists the fields."
+            )
+        every_field = "--help-all" in argv
+        args = ["--help" if arg == "--help-all" else arg for arg in argv]
+        parser = make_parser(prog, _trainer_choice(args), every_field=every_field or not {"-h", "--help"} & set(args))
+        # Config `__post_init__`s raise ValueError for bad values (an unknown loss name, with suggestions) and
+        # TypeError for a hyperparameter a loss does not take; an unknown YAML key raises ValueError, a missing YAML
+        # file OSError: all reported as one line by `run_reporting_errors`, as errors during training are.
+        script_args, training_args, model_args = parser.parse_args_and_config(args=args)
         train(script_args, training_args, model_args)
         return 0
 
-    return run_reporting_errors(parser.prog, run)
+    return run_reporting_errors(prog, run)
 
 
 if __name__ == "__main__":
