@@ -58,6 +58,7 @@ __all__ = [
     "pad",
     "quiet_kto_weight_warning",
     "release_checkpoint_mapping",
+    "release_trainer_checkpoints",
     "reward_init_with",
     "tokenize",
     "tokenize_prompt_completions",
@@ -202,3 +203,10 @@ def release_checkpoint_mapping(model: Any) -> None:
     for param in model.parameters():  # each Parameter once, so tied weights get one copy
         if param.dtype.is_floating_point:  # 4-bit and 8-bit weights are stored as integers
             param.data = param.data.clone()
+
+
+def release_trainer_checkpoints(trainer: Any) -> None:
+    """`release_checkpoint_mapping` for the policy and, where there is one, the separate reference of a trainer."""
+    for model in (trainer.model, getattr(trainer, "ref_model", None)):
+        if model is not None:
+            release_checkpoint_mapping(trainer.accelerator.unwrap_model(model))

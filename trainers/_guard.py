@@ -53,7 +53,9 @@ class NonFiniteFields:
 class FiniteGuardMixin(_Base):
     """Checks the loss and the gradients after every backward pass (see the module docstring)."""
 
-    nonfinite_steps: list[int]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.nonfinite_steps: list[int] = []  # the steps `on_nonfinite="skip"` dropped
+        super().__init__(*args, **kwargs)
 
     def training_step(self, model: Any, inputs: Any, num_items_in_batch: Any = None) -> torch.Tensor:
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -63,8 +65,6 @@ class FiniteGuardMixin(_Base):
         step = self.state.global_step + 1
         if getattr(self.args, "on_nonfinite", "stop") == "skip":
             model.zero_grad(set_to_none=True)  # no gradient: the optimizer leaves the weights and moments alone
-            if not hasattr(self, "nonfinite_steps"):
-                self.nonfinite_steps = []
             self.nonfinite_steps.append(step)
             logger.warning("Step %d: %s; skipped that optimizer step (on_nonfinite='skip').", step, problem)
             return loss

@@ -283,7 +283,7 @@ class PPOTrainer(_compat.GRPOTrainer):
             quantization_config=quantization_config,
             peft_config=peft_config,
         )
-        _compat.release_checkpoint_mapping(self.accelerator.unwrap_model(self.model))
+        _compat.release_trainer_checkpoints(self)
         self.critic = self._build_critic(value_model).to(self.accelerator.device)
 
     # ---- the critic ---------------------------------------------------------------------------------------------

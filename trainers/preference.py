@@ -443,9 +443,7 @@ class PreferenceTrainer(FiniteGuardMixin, LossStateMixin, _compat.DPOTrainer):
                 quantization_config=quantization_config,
                 peft_config=peft_config,
             )
-        for loaded in (self.model, self.ref_model):
-            if loaded is not None:
-                _compat.release_checkpoint_mapping(self.accelerator.unwrap_model(loaded))
+        _compat.release_trainer_checkpoints(self)
         if self._own_collator:
             # DPOTrainer settled the pad token and built its collator; keep its settings, add what ours need.
             base: Any = self.data_collator  # type: ignore[has-type]

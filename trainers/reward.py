@@ -195,8 +195,10 @@ class RewardModelTrainer(FiniteGuardMixin, _compat.RewardTrainer):
 
         def kind(dataset: Any, name: str) -> str:
             first = first_row(dataset, name)
+            if "chosen_ids" not in first:
+                return check_preference_dataset(dataset, name)  # which checks the soft labels too
             check_win_probs(dataset, name)
-            return dataset_kind(first) if "chosen_ids" in first else check_preference_dataset(dataset, name)
+            return dataset_kind(first)
 
         kinds = {"train": kind(train_dataset, "train")}
         evals = eval_dataset if isinstance(eval_dataset, dict) else {"eval": eval_dataset}

@@ -226,9 +226,7 @@ class UnpairedPreferenceTrainer(FiniteGuardMixin, LossStateMixin, _compat.KTOTra
                 )
         finally:
             args.loss_type = saved
-        for loaded in (self.model, self.ref_model):
-            if loaded is not None:
-                _compat.release_checkpoint_mapping(self.accelerator.unwrap_model(loaded))
+        _compat.release_trainer_checkpoints(self)
 
     def _preflight(self) -> None:
         """Call every loss once on a two-example stand-in batch, so bad hyperparameter values fail before loading."""

@@ -89,9 +89,7 @@ class PackingTask(ScalarRewardTask):
 
     def parse_prompt(self, prompt: Text) -> tuple[Triple, int]:
         match = _PROMPT.search(as_text(prompt))
-        if match is None or match.group(1) not in CLIMATES or match.group(2) not in TERRAINS:
-            raise ValueError(f"Not a prompt of the packing task: {as_text(prompt)!r}.")
-        if match.group(3) not in LENGTHS:
+        if match is None or match[1] not in CLIMATES or match[2] not in TERRAINS or match[3] not in LENGTHS:
             raise ValueError(f"Not a prompt of the packing task: {as_text(prompt)!r}.")
         triple = (CLIMATES.index(match.group(1)), TERRAINS.index(match.group(2)), LENGTHS.index(match.group(3)))
         return triple, int(match.group(4))
