@@ -265,21 +265,13 @@ def build_checkpoints(job: dict[str, Any]) -> dict[str, Any]:
 def _common_config(job: dict[str, Any]) -> dict[str, Any]:
     settings = job["settings"]
     return {
+        **_cost_module(SPECS[job["key"]].legacy).TIMED_RUN_ARGS,
         "output_dir": job["out"],
         "per_device_train_batch_size": settings["batch_size"],
         "gradient_accumulation_steps": 1,
         "learning_rate": LEARNING_RATE,
         "temperature": TEMPERATURE,
-        "bf16": False,
-        "fp16": False,
         "gradient_checkpointing": settings["gradient_checkpointing"],
-        "logging_steps": 10**6,  # logging would land inside a timed step
-        "save_strategy": "no",
-        "report_to": "none",
-        "disable_tqdm": True,
-        "dataloader_num_workers": 0,
-        "use_cpu": True,
-        "seed": 0,
     }
 
 

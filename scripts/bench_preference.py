@@ -83,6 +83,7 @@ from transformers.utils import logging as hf_logging
 from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
 
 from trl_plus.cost import (
+    TIMED_RUN_ARGS,
     StepClock,
     error_cell,
     ratio,
@@ -291,22 +292,14 @@ def build_trainer(spec: RunSpec, settings: Settings, model_dir: str, rows: list[
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     dataset = Dataset.from_list(rows)
     common: dict[str, Any] = {
+        **TIMED_RUN_ARGS,
         "output_dir": out,
         "per_device_train_batch_size": settings.batch_size,
         "gradient_accumulation_steps": 1,
         "max_steps": settings.warmup + spec.steps,
         "learning_rate": 1e-6,
-        "bf16": False,
-        "fp16": False,
         "gradient_checkpointing": settings.gradient_checkpointing,
         "max_length": settings.max_length,
-        "logging_steps": 10**6,  # logging would land inside a timed step
-        "save_strategy": "no",
-        "report_to": "none",
-        "disable_tqdm": True,
-        "dataloader_num_workers": 0,
-        "use_cpu": True,
-        "seed": 0,
     }
     data = {"train_dataset": dataset, "processing_class": tokenizer}
     if spec.trainer == "preference":

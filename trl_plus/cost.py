@@ -20,6 +20,20 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+# Training arguments of every timed benchmark run: fp32 on the CPU, seeded, and nothing (logs, checkpoints, progress
+# bars, loader workers) that would land inside a timed step.
+TIMED_RUN_ARGS: dict[str, Any] = {
+    "bf16": False,
+    "fp16": False,
+    "logging_steps": 10**6,
+    "save_strategy": "no",
+    "report_to": "none",
+    "disable_tqdm": True,
+    "dataloader_num_workers": 0,
+    "use_cpu": True,
+    "seed": 0,
+}
+
 
 def status_kib(key: str) -> int:
     """A `/proc/self/status` figure in KiB, e.g. `VmRSS` (resident now) or `VmHWM` (peak resident)."""
