@@ -112,3 +112,54 @@ def test_trust_remote_code_reaches_the_config_and_the_tokenizer(
     RewardModel.from_backbone(tiny_checkpoints["llama"], head="bt", trust_remote_code=True)
     assert seen["AutoConfig"] and seen["AutoTokenizer"]  # each loader was called, and every call had the flag
     assert all(flag is True for calls in seen.values() for flag in calls), seen
+
+
+@pytest.mark.parametrize("head", ["bt", "pl", "ensemble"])
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3"])
+def test_scalar_heads_save_a_checkpoint_sequence_classification_loads(
+    head: str, arch: str, tiny_checkpoints: dict[str, Path], rows: dict[str, list[str]], tmp_path: Path
+) -> None:
+    """TRL's online trainers, serving stacks and the Hub load reward models as AutoModelForSequenceClassification:
+    the checkpoint must give RewardModel.score's rewards there, with no random `score` layer."""
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    model = RewardModel.from_backbone(tiny_checkpoints[arch], head=head, head_kwargs=HEADS[head]).eval()
+    model.save_pretrained(tmp_path)
+    classifier = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert classifier.config.num_labels == 1 and classifier.config.trl_plus_reward_head == head
+    batch = model._tokenize(rows["prompts"], rows["a"])  # right-padded rows of different lengths
+    assert batch["attention_mask"].sum(-1).unique().numel() > 1
+    with torch.no_grad():
+        logits = classifier(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    torch.testing.assert_close(logits.squeeze(-1), model.score(rows["prompts"], rows["a"]), atol=1e-5, rtol=0)
+    loaded = RewardModel.from_pretrained(tmp_path).eval()  # trl-plus still reads its head and metadata
+    assert loaded.head_name == head
+    assert torch.equal(loaded.score(rows["prompts"], rows["a"]), model.score(rows["prompts"], rows["a"]))
+
+
+def test_a_tokenizer_that_pads_with_eos_is_warned_about(
+    tiny_checkpoints: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The tiny gpt2 pads with eos, as GPT-2 and Llama 3 do: a sequence classifier then skips the final eos that
+    RewardModel.score reads, and saving says so."""
+    model = RewardModel.from_backbone(tiny_checkpoints["gpt2"], head="bt")
+    assert model.tokenizer.pad_token_id == model.tokenizer.eos_token_id
+    with caplog.at_level("WARNING", logger="trl_plus.reward_model"):
+        model.save_pretrained(tmp_path)
+    assert "scores the token before a final eos" in caplog.text
+
+
+def test_checkpoints_without_a_linear_reward_say_what_they_are(
+    tiny_checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    """gpm compares embeddings and mean pooling averages tokens: no `score` layer computes either, so those keep
+    the backbone's format and name their head in the config instead of posing as a classifier."""
+    import json
+
+    cases = {"gpm": {"head": "gpm", "head_kwargs": {"embedding_dim": 4}}, "mean": {"pooling": "mean"}}
+    for name, kwargs in cases.items():
+        RewardModel.from_backbone(tiny_checkpoints["llama"], **kwargs).save_pretrained(tmp_path / name)
+        config = json.loads((tmp_path / name / "config.json").read_text())
+        assert config["architectures"] == ["LlamaModel"]
+        assert config["trl_plus_reward_head"] == kwargs.get("head", "bt")

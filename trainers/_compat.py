@@ -165,9 +165,9 @@ def reward_init_with(args: RewardConfig, model: Any) -> Iterator[None]:
 
 @contextlib.contextmanager
 def backbone_of_causal_lm(name: str, load_kwargs: dict[str, Any]) -> Iterator[None]:
-    """Load `AutoModel` from a causal-LM checkpoint without transformers' report that `lm_head.*` went unused: a
-    reward model keeps the backbone and drops the LM head on purpose (as TRL's RewardTrainer does for its
-    sequence-classification head)."""
+    """Load `AutoModel` from a causal-LM or sequence-classification checkpoint without transformers' report that
+    `lm_head.*` or `score.*` went unused: a reward model keeps the backbone and drops the LM head on purpose (as TRL's
+    RewardTrainer does for its sequence-classification head), and reads its own head's weights from its own file."""
     from transformers import AutoConfig, AutoModel
 
     try:
@@ -180,7 +180,7 @@ def backbone_of_causal_lm(name: str, load_kwargs: dict[str, Any]) -> Iterator[No
         yield
         return
     saved = model_class.__dict__.get("_keys_to_ignore_on_load_unexpected")
-    model_class._keys_to_ignore_on_load_unexpected = [*(saved or []), r"^lm_head\."]
+    model_class._keys_to_ignore_on_load_unexpected = [*(saved or []), r"^lm_head\.", r"^score\."]
     try:
         yield
     finally:

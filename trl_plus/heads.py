@@ -70,6 +70,13 @@ class RewardHead(nn.Module):
         """One scalar reward per response from `forward`'s output (the ensemble's mean)."""
         return outputs
 
+    @staticmethod
+    def linear_reward(state: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """From the head's state dict: the weight w [1, H] when the scalar reward is w·h of the pooled state, which is
+        what a sequence-classification model's `score` layer computes; None when it is not (embeddings, a bias, a
+        nonlinearity), and the checkpoint then keeps trl-plus's own format."""
+        return None
+
     def prefer(self, a: torch.Tensor, b: torch.Tensor, prompt: torch.Tensor | None = None) -> torch.Tensor:
         """P(a ≻ b) from two `forward` outputs: σ(r_a − r_b) for a scalar reward."""
         return torch.sigmoid(self.rewards(a) - self.rewards(b))
@@ -100,6 +107,10 @@ class BradleyTerryHead(RewardHead):
 
     def forward(self, response: torch.Tensor, prompt: torch.Tensor | None = None) -> torch.Tensor:
         return self.score(response).squeeze(-1)
+
+    @staticmethod
+    def linear_reward(state: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        return state["score.weight"]
 
     def pairwise_loss(
         self,
@@ -192,6 +203,10 @@ class EnsembleHead(RewardHead):
 
     def rewards(self, outputs: torch.Tensor) -> torch.Tensor:
         return outputs.mean(-1)
+
+    @staticmethod
+    def linear_reward(state: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        return state["score.weight"].mean(0, keepdim=True)  # the mean of K linear rewards is linear
 
     def summary(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
         mean, std = outputs.mean(-1), outputs.std(-1)

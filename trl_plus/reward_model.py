@@ -5,15 +5,23 @@ of the last real token (`pooling="last"`) or the mean over the completion's toke
 condition on the prompt (`gpm`) also see the prompt's last token. `RewardFunction` turns a model into a reward
 function for TRL's GRPOTrainer and RLOOTrainer.
 
-Saved layout (`save_pretrained`): the backbone's own files (config, safetensors weights), the tokenizer when there is
-one, `reward_head.safetensors` (the head's weights, full precision) and `reward_head.json` (the head's registry
-name, hyperparameters and pooling). `from_pretrained` rebuilds the same head, and refuses a checkpoint saved with
-another one.
+Saved layout (`save_pretrained`): the tokenizer when there is one, `reward_head.safetensors` (the head's weights, full
+precision) and `reward_head.json` (the head's registry name, hyperparameters and pooling), which `from_pretrained`
+reads to rebuild the same head (it refuses a checkpoint saved with another one); and the weights, in one of two forms:
+
+- a scalar reward that is linear in the last token's state (`bt`, `pl`, `ensemble`'s mean, pooling "last", a full
+  backbone) saves as a standard sequence-classification checkpoint: `num_labels=1`, the reward as `score.weight`,
+  the backbone under its usual prefix. `AutoModelForSequenceClassification.from_pretrained` loads it without
+  trl-plus, so TRL's online trainers, reward serving stacks and the Hub get the same rewards as `score`;
+- anything else (`gpm`, mean pooling, a PEFT backbone's adapters) saves the backbone's own files; a
+  sequence-classification load of those would start from a random `score` layer, so the config says what the
+  checkpoint is (`trl_plus_reward_head`) and `config.json`'s architectures name the backbone, not a classifier.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,22 +34,37 @@ from trl_plus.heads import RewardHead
 from trl_plus.registry import get_reward_head
 from trl_plus.trainers import _compat
 
+logger = logging.getLogger(__name__)
 HEAD_CONFIG = "reward_head.json"
 HEAD_WEIGHTS = "reward_head.safetensors"
+SCORE_KEY = "score.weight"  # the sequence-classification layer of transformers' *ForSequenceClassification
 
 
 POOLINGS = ("last", "mean")
 
 
 def load_model_weights(model: Any, path: str | Path, device: torch.device | str) -> None:
-    """Load what `save_pretrained` wrote to `path` (one safetensors file or shards) into `model`, in place."""
-    from transformers.trainer_utils import load_sharded_checkpoint
-
+    """Load what `save_pretrained` wrote to `path` (one safetensors file or shards) into `model`, in place; a
+    sequence-classification checkpoint's backbone prefix and `score` layer are taken off."""
     path = Path(path)
-    if (path / "model.safetensors").is_file():
-        model.load_state_dict(load_file(str(path / "model.safetensors"), device=str(device)))
-    else:
-        load_sharded_checkpoint(model, str(path))
+    index = path / "model.safetensors.index.json"
+    files = ["model.safetensors"]
+    if index.is_file():
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    state: dict[str, torch.Tensor] = {}
+    for name in files:
+        state.update(load_file(str(path / name), device=str(device)))
+    prefix = f"{model.base_model_prefix}."
+    if SCORE_KEY in state:
+        state = {k.removeprefix(prefix): v for k, v in state.items() if k != SCORE_KEY}
+    model.load_state_dict(state)
+
+
+def sequence_classification_class(config: Any) -> str | None:
+    """The name of transformers' sequence-classification class for `config`'s architecture, or None."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
+
+    return MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES.get(getattr(config, "model_type", None))
 
 
 def prompt_groups(prompts: Sequence[Any]) -> list[list[int]]:
@@ -164,12 +187,30 @@ class RewardModel(nn.Module):
         as a trainer gathers them under DeepSpeed ZeRO-3 or FSDP."""
         path = Path(path)
         head_state = self.head.state_dict()
+        backbone_state = None
         if state_dict is not None:
-            kwargs["state_dict"] = {
+            backbone_state = {
                 k.removeprefix("backbone."): v for k, v in state_dict.items() if k.startswith("backbone.")
             }
             head_state = {k.removeprefix("head."): v for k, v in state_dict.items() if k.startswith("head.")}
-        self.backbone.save_pretrained(str(path), **kwargs)
+        weight = self.head.linear_reward(head_state) if self.pooling == "last" else None
+        classifier = sequence_classification_class(self.backbone.config)
+        if weight is not None and classifier is not None and not _compat.is_peft_model(self.backbone):
+            # A standard sequence-classification checkpoint: the backbone under its prefix, the reward as `score`.
+            prefix = self.backbone.base_model_prefix
+            backbone_state = self.backbone.state_dict() if backbone_state is None else backbone_state
+            kwargs["state_dict"] = {f"{prefix}.{k}": v for k, v in backbone_state.items()}
+            kwargs["state_dict"][SCORE_KEY] = weight.detach().to(self.backbone.dtype).contiguous()
+            self.backbone.save_pretrained(str(path), **kwargs)
+            self._sequence_classification_config(classifier).save_pretrained(str(path))
+        else:
+            if backbone_state is not None:
+                kwargs["state_dict"] = backbone_state
+            self.backbone.save_pretrained(str(path), **kwargs)
+            config = json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else None
+            if config is not None:  # a full backbone (PEFT saves adapters and their own config)
+                config["trl_plus_reward_head"] = self.head_name
+                (path / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(str(path))
         state = {name: tensor.detach().contiguous().cpu() for name, tensor in head_state.items()}
@@ -178,6 +219,26 @@ class RewardModel(nn.Module):
             json.dumps({"head": self.head_name, "head_kwargs": self.head_kwargs, "pooling": self.pooling}, indent=2)
             + "\n"
         )
+
+    def _sequence_classification_config(self, classifier: str) -> Any:
+        """The backbone's config as a one-label sequence classifier, padding with the tokenizer's pad token."""
+        import copy
+
+        config = copy.deepcopy(self.backbone.config)
+        config.architectures = [classifier]
+        config.num_labels = 1
+        config.trl_plus_reward_head = self.head_name
+        pad = None if self.tokenizer is None else self.tokenizer.pad_token_id
+        if pad is not None:
+            config.pad_token_id = pad
+            if pad == self.tokenizer.eos_token_id:
+                logger.warning(
+                    "The tokenizer pads with its eos token: a sequence-classification model reads the last token "
+                    "that is not padding, so loaded with AutoModelForSequenceClassification this reward model "
+                    "scores the token before a final eos, while RewardModel.score reads the eos itself. Give the "
+                    "tokenizer a pad token of its own for identical rewards."
+                )
+        return config
 
     def load_weights(self, path: str | Path) -> None:
         """Load the weights `save_pretrained` wrote to `path` into this model (a PEFT backbone loads its adapters);
