@@ -127,10 +127,13 @@ def preference_trainer(
     batch_size: int = 16,
     loss_kwargs: dict[str, Any] | None = None,
     learning_rate: float = 5e-5,
+    loss_weights: list[float] | None = None,
+    ref_model: Any = None,
 ) -> Any:
     """The demo's preference trainer for `loss` on `data` (pairs, ranked lists, or prompt/completion/label rows),
     not yet trained: PreferenceTrainer for paired and listwise losses, UnpairedPreferenceTrainer for unpaired ones
-    (kto, bco...), which unpairs pairs itself. `batch_size` counts rows of `data`."""
+    (kto, bco...), which unpairs pairs itself. `batch_size` counts rows of `data`; without `ref_model` the
+    reference is a frozen copy of `model_path`."""
     from trl_plus.trainers import (
         PreferenceConfig,
         PreferenceTrainer,
@@ -140,10 +143,12 @@ def preference_trainer(
 
     names, kinds = loss_kinds(loss)
     common = training_args(out_dir, steps=steps, seed=seed, batch_size=batch_size, learning_rate=learning_rate)
-    common.update(loss=names, loss_kwargs=loss_kwargs)
+    common.update(loss=names, loss_kwargs=loss_kwargs, loss_weights=loss_weights)
     if kinds == {"unpaired"}:
-        return UnpairedPreferenceTrainer(str(model_path), args=UnpairedPreferenceConfig(**common), train_dataset=data)
-    return PreferenceTrainer(str(model_path), args=PreferenceConfig(**common), train_dataset=data)
+        return UnpairedPreferenceTrainer(
+            str(model_path), ref_model, args=UnpairedPreferenceConfig(**common), train_dataset=data
+        )
+    return PreferenceTrainer(str(model_path), ref_model, args=PreferenceConfig(**common), train_dataset=data)
 
 
 def align(

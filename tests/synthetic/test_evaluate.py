@@ -97,3 +97,17 @@ def test_needs_two_prompts_for_an_interval(tokenizer: Any) -> None:
     policy = ScriptedPolicy(tokenizer, lambda p: "kite map")
     with pytest.raises(ValueError, match="n must be at least 2"):
         win_rate((policy, tokenizer), (policy, tokenizer), TransitiveTask(), n=1)
+
+
+def test_win_rate_on_training_prompts_draws_only_from_them(tokenizer: Any) -> None:
+    """packing holds out attribute combinations: "eval" scores on those only, "eval-train" on the trained ones."""
+    from trl_plus.synthetic import PackingTask
+
+    task = PackingTask(seed=0)
+    for stream, triples in (("eval", task.held_out), ("eval-train", task.trained)):
+        best = ScriptedPolicy(tokenizer, task.best_response)
+        result = win_rate((best, tokenizer), (best, tokenizer), task, n=24, seed=0, stream=stream)
+        assert result.valid_a == 1.0
+        assert {task.parse_prompt(p)[0] for p in best.prompts_seen} <= set(triples)
+    with pytest.raises(ValueError, match="stream must be"):
+        win_rate((best, tokenizer), (best, tokenizer), task, n=4, stream="preference")

@@ -173,11 +173,18 @@ def win_rate(
     max_new_tokens: int = 16,
     temperature: float = 1.0,
     batch_size: int = 64,
+    stream: str = "eval",
 ) -> WinRate:
-    """The oracle win rate of policy A against policy B on `n` held-out prompts of `task`."""
+    """The oracle win rate of policy A against policy B on `n` held-out prompts of `task`.
+
+    `stream="eval-train"` draws the prompts from the training prompts instead (the same as "eval" for tasks
+    whose prompts are all seen in training), so that the gap between the two shows what did not generalise.
+    """
     if n < 2:
         raise ValueError(f"n must be at least 2 to give an interval, got {n}.")
-    prompts = task.prompts(n, seed=seed, stream="eval")
+    if stream not in ("eval", "eval-train"):
+        raise ValueError(f'stream must be "eval" or "eval-train", got {stream!r}.')
+    prompts = task.prompts(n, seed=seed, stream=stream)
 
     def sample(policy: Policy, sample_seed: int) -> list[str]:
         model, tokenizer = load_policy(policy)

@@ -1,0 +1,80 @@
+"""Iterative on-policy training: rounds saved and resumed, each loss kind fed the rows it takes, the reference
+choice honoured."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from trl_plus.iterative import iterative_training, round_data
+from trl_plus.synthetic import get_task
+
+
+@pytest.fixture(scope="module")
+def task():  # type: ignore[no-untyped-def]
+    return get_task("packing", seed=0)
+
+
+@pytest.mark.parametrize(
+    ("loss", "columns"),
+    [("dpo", {"chosen", "rejected"}), ("plackett_luce", {"completions"}), ("kto", {"completion", "label"})],
+)
+def test_each_loss_kind_gets_its_rows(loss: str, columns: set[str], tiny_checkpoints: dict[str, Path], task) -> None:  # type: ignore[no-untyped-def]
+    data = round_data(tiny_checkpoints["llama"], task, loss=[loss], rows=12, k=3, seed=0)
+    assert columns <= set(data.column_names)
+    if loss == "dpo":  # every ordered pair of each ranked list of 3: up to 3 pairs per list, at least 12 pairs
+        assert len(data) >= 12
+
+
+def test_rounds_are_saved_and_a_second_call_resumes(tiny_checkpoints: dict[str, Path], task, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    seen: list[int] = []
+    kwargs = dict(loss="dpo", rounds=2, steps_per_round=2, k=3, batch_size=4, on_round=lambda r: seen.append(r.index))
+    first = iterative_training(tiny_checkpoints["llama"], tmp_path, task, **kwargs)  # type: ignore[arg-type]
+    assert [r.index for r in first] == [1, 2] and seen == [1, 2]
+    assert all((r.path / "config.json").is_file() and not r.resumed for r in first)
+    assert json.loads((first[0].path / "round.json").read_text())["rows"] == first[0].rows
+
+    stamp = (first[1].path / "model.safetensors").stat().st_mtime_ns
+    again = iterative_training(tiny_checkpoints["llama"], tmp_path, task, **{**kwargs, "rounds": 3})  # type: ignore[arg-type]
+    assert [r.resumed for r in again] == [True, True, False]  # only the new third round trained
+    assert (first[1].path / "model.safetensors").stat().st_mtime_ns == stamp
+    assert seen == [1, 2, 3]
+
+
+def test_bad_settings_are_refused(tiny_checkpoints: dict[str, Path], task, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    model = tiny_checkpoints["llama"]
+    with pytest.raises(ValueError, match="reference must be one of"):
+        iterative_training(model, tmp_path, task, loss="dpo", rounds=1, steps_per_round=1, reference="sft")
+    with pytest.raises(ValueError, match="k must be at least 2"):
+        iterative_training(model, tmp_path, task, loss="dpo", rounds=1, steps_per_round=1, k=1)
+    with pytest.raises(ValueError, match="at least 1"):
+        iterative_training(model, tmp_path, task, loss="dpo", rounds=0, steps_per_round=1)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("reference", "expected"), [("previous", [None, None]), ("initial", [None, "model"])])
+def test_the_reference_is_the_round_start_or_the_initial_model(
+    reference: str,
+    expected: list[str | None],
+    tiny_checkpoints: dict[str, Path],
+    task,
+    tmp_path: Path,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    import trl_plus.demo
+
+    model = tiny_checkpoints["llama"]
+    real, refs = trl_plus.demo.preference_trainer, []
+
+    def recording(*args, **kwargs):  # type: ignore[no-untyped-def]
+        ref = kwargs["ref_model"]  # None: a frozen copy of the policy the round starts from
+        refs.append(None if ref is None else ref.config._name_or_path)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trl_plus.demo, "preference_trainer", recording)
+    iterative_training(
+        model, tmp_path, task, loss="dpo", rounds=2, steps_per_round=1, k=2, batch_size=2, reference=reference
+    )
+    assert refs == [None if e is None else str(model) for e in expected]
