@@ -162,6 +162,10 @@ class RewardModelTrainer(FiniteGuardMixin, _compat.RewardTrainer):
         if peft_config is not None:
             model.backbone = _with_adapters(model.backbone, peft_config, args)
         processing_class = processing_class or model.tokenizer
+        if processing_class is None:
+            raise ValueError(
+                "The model passed in has no tokenizer and no name to load one from: pass `processing_class=`."
+            )
         model.tokenizer = processing_class  # saved with the model
         if data_collator is None:
             pad_token = args.pad_token or processing_class.pad_token or processing_class.eos_token

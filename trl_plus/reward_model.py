@@ -146,6 +146,9 @@ class RewardModel(nn.Module):
             tokenizer = tokenizer or AutoTokenizer.from_pretrained(str(model), **_tokenizer_kwargs(load_kwargs))
         else:
             backbone = model.get_decoder() if hasattr(model, "get_decoder") and hasattr(model, "lm_head") else model
+            source = getattr(model.config, "_name_or_path", "")
+            if tokenizer is None and source:  # as TRL's trainers do for a model passed in loaded
+                tokenizer = AutoTokenizer.from_pretrained(source, **_tokenizer_kwargs(load_kwargs))
         hidden_size = backbone.config.get_text_config().hidden_size
         return cls(backbone, spec.build(hidden_size, **kwargs), spec.name, kwargs, tokenizer, pooling)
 

@@ -265,3 +265,18 @@ def test_gpm_fits_the_cycle_a_scalar_reward_cannot(task_name: str, llama: Path) 
         assert scores["gpm"].expected_accuracy >= scores["gpm"].oracle_accuracy - 0.01
     else:
         assert scores["bt"].agreement >= 0.9 and scores["gpm"].agreement >= 0.9
+
+
+def test_a_loaded_model_without_processing_class_gets_its_tokenizer(
+    llama: Path, pairs: Dataset, training_args: Any
+) -> None:
+    """As TRL's RewardTrainer: a model passed in loaded brings the tokenizer of the path it was loaded from."""
+    from transformers import AutoModel
+
+    args = RewardModelConfig(**reward_args(training_args))
+    trainer = RewardModelTrainer(AutoModel.from_pretrained(llama), args=args, train_dataset=pairs)
+    assert trainer.processing_class.name_or_path == str(llama)
+    nameless = AutoModel.from_pretrained(llama)
+    nameless.config._name_or_path = ""
+    with pytest.raises(ValueError, match="pass `processing_class=`"):
+        RewardModelTrainer(nameless, args=args, train_dataset=pairs)
