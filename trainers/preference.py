@@ -374,7 +374,7 @@ class PreferenceTrainer(FiniteGuardMixin, LossStateMixin, _compat.DPOTrainer):
     Reference-free losses (SimPO, CPO, ORPO, SFT, ...) never load or run a reference model.
     """
 
-    _tag_names: ClassVar[list[str]] = ["trl", "trl-plus", "preference"]
+    _tag_names: ClassVar[list[str]] = ["trl", "dpo", "trl-plus", "preference"]  # TRL's tags kept for its Hub listings
     _name = "Preference"
 
     def __init__(

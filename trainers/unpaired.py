@@ -179,7 +179,7 @@ class UnpairedPreferenceConfig(NonFiniteFields, _compat.KTOConfig):
 class UnpairedPreferenceTrainer(FiniteGuardMixin, LossStateMixin, _compat.KTOTrainer):
     """Drop-in for `KTOTrainer` whose loss comes from the registry (`UnpairedPreferenceConfig.loss`)."""
 
-    _tag_names: ClassVar[list[str]] = ["trl", "trl-plus", "unpaired-preference"]
+    _tag_names: ClassVar[list[str]] = ["trl", "kto", "trl-plus", "unpaired-preference"]  # TRL's tags kept
 
     def __init__(
         self,

@@ -205,3 +205,18 @@ def test_a_model_path_that_is_a_file_or_missing_is_named(tmp_path: Path, make_mo
 def test_a_max_length_that_drops_every_row_says_so(llama: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"at least max_length=2 tokens.*truncation_mode='keep_end'"):
         PreferenceTrainer(str(llama), args=config(tmp_path, max_length=2), train_dataset=TASK.preference_dataset(4))
+
+
+def test_hub_tags_keep_trls_and_add_trl_plus() -> None:
+    """Models trained with the drop-in trainers stay in TRL's Hub listings (its `dpo`, `kto`, `reward-trainer`
+    tags) and are findable as trl-plus models."""
+    from trl import DPOTrainer, KTOTrainer, RewardTrainer
+
+    from trl_plus.trainers import PreferenceTrainer, RewardModelTrainer, UnpairedPreferenceTrainer
+
+    for ours, theirs in (
+        (PreferenceTrainer, DPOTrainer),
+        (UnpairedPreferenceTrainer, KTOTrainer),
+        (RewardModelTrainer, RewardTrainer),
+    ):
+        assert set(theirs._tag_names) <= set(ours._tag_names) and "trl-plus" in ours._tag_names
