@@ -79,6 +79,9 @@ class _ChunkedTokenLogps(torch.autograd.Function):
         entropy = hidden.new_empty(n_tokens, dtype=torch.float32) if with_stats else None
         mean_logits = hidden.new_empty(n_tokens, dtype=torch.float32) if with_stats else None
         is_top1 = hidden.new_empty(n_tokens, dtype=torch.bool) if with_stats else None
+        # The head's dtype, explicitly: under autocast a model's last norm can hand fp32 states to an fp16 head,
+        # and backward, which recomputes the tiles, runs outside the autocast context.
+        hidden_dtype, hidden = hidden.dtype, hidden.to(weight.dtype)
         for start in range(0, n_tokens, chunk_tokens):
             rows = slice(start, min(start + chunk_tokens, n_tokens))
             logits = F.linear(hidden[rows], weight, bias).float()
@@ -93,7 +96,7 @@ class _ChunkedTokenLogps(torch.autograd.Function):
                 mean_logits[rows] = logits.mean(dim=-1)
                 is_top1[rows] = logits.argmax(dim=-1) == targets[rows]
         ctx.save_for_backward(hidden, weight, bias, targets, log_z)
-        ctx.chunk_tokens = chunk_tokens
+        ctx.chunk_tokens, ctx.hidden_dtype = chunk_tokens, hidden_dtype
         ctx.mark_non_differentiable(*(t for t in (entropy, mean_logits, is_top1) if t is not None))
         return logps, entropy, mean_logits, is_top1
 
@@ -120,7 +123,7 @@ class _ChunkedTokenLogps(torch.autograd.Function):
             if grad_bias is not None:
                 grad_bias.add_(grad_logits.sum(dim=0))
         return (
-            grad_hidden,
+            None if grad_hidden is None else grad_hidden.to(ctx.hidden_dtype),
             None if grad_weight is None else grad_weight.to(weight.dtype),
             None if grad_bias is None else grad_bias.to(bias.dtype),
             None,
@@ -168,7 +171,8 @@ def add_chunked_lm_head(model: torch.nn.Module, chunk_tokens: int | None = None,
                 kwargs["labels"] = labels
             return previous_forward(*args, **kwargs)
         kwargs["use_cache"] = False
-        hidden_states = self.base_model(*args, **kwargs).last_hidden_state[:, :-1]
+        outputs = self.base_model(*args, **kwargs)
+        hidden_states = outputs.last_hidden_state[:, :-1]
         shifted = labels[:, 1:]
         head = self.get_output_embeddings()
         hidden_states = hidden_states.to(head.weight.device)
@@ -190,9 +194,25 @@ def add_chunked_lm_head(model: torch.nn.Module, chunk_tokens: int | None = None,
             mean_logits=mean_logits,
             is_top1=is_top1,
             label_mask=mask,
+            aux_loss=router_aux_loss(self, outputs, kwargs.get("attention_mask")),
         )
 
     model.forward = types.MethodType(forward, model)  # type: ignore[method-assign]
+
+
+def router_aux_loss(model: Any, outputs: Any, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """A mixture-of-experts model's load-balancing loss from its base model's router logits, as its own causal-LM
+    forward computes it (None when the router logits were not asked for or the model has no such loss)."""
+    import sys
+
+    router_logits = getattr(outputs, "router_logits", None)
+    balancing = getattr(sys.modules[type(model).__module__], "load_balancing_loss_func", None)
+    if router_logits is None or balancing is None:
+        return None
+    config = model.config.get_text_config()
+    experts = getattr(model, "num_experts", None) or getattr(config, "num_local_experts", None) or config.num_experts
+    top_k = getattr(model, "num_experts_per_tok", None) or config.num_experts_per_tok
+    return balancing(router_logits, experts, top_k, attention_mask)  # type: ignore[no-any-return]
 
 
 def logits_token_logps(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -245,7 +245,9 @@ class UnpairedPreferenceTrainer(FiniteGuardMixin, LossStateMixin, _compat.KTOTra
         model_kwargs = {k: v for k, v in batch.items() if k not in skip and not k.startswith("KL_")}
         model_kwargs["use_cache"] = False
         labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
-        outputs = model(**model_kwargs, labels=labels, fused_lm_head=True)
+        # Mixture-of-experts: the router's load-balancing loss joins the loss, as in KTOTrainer.
+        router = {"output_router_logits": True} if self.aux_loss_enabled else {}
+        outputs = model(**model_kwargs, **router, labels=labels, fused_lm_head=True)
         seq_len = batch["input_ids"].size(1) - 1
         logps = outputs.log_probs[:, -seq_len:].sum(-1)
         ref_logps, ref_kl_logps = self._reference(batch, model_kwargs, labels, seq_len)
@@ -272,6 +274,9 @@ class UnpairedPreferenceTrainer(FiniteGuardMixin, LossStateMixin, _compat.KTOTra
             reported = reported or (output if output.chosen_rewards is not None else None)
         self._log_rewards(mode, reported, logps, desirable)
         assert isinstance(loss, torch.Tensor)
+        if self.aux_loss_enabled:
+            loss = loss + self.router_aux_loss_coef * outputs.aux_loss
+            self._metrics[mode]["aux_loss"].append(self.accelerator.gather_for_metrics(outputs.aux_loss).mean().item())
         if return_outputs:
             with torch.no_grad():
                 return loss, model(**model_kwargs)
