@@ -21,6 +21,7 @@ collator, margins, metrics and loop stay; what changes:
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -153,6 +154,11 @@ class RewardModelTrainer(FiniteGuardMixin, _compat.RewardTrainer):
                 "`head_learning_rate` splits the optimizer RewardModelTrainer builds; with your own optimizer, give "
                 "the head's parameters (`model.head.parameters()`) their own param group instead."
             )
+        train_dataset = legacy_tokenised_columns(train_dataset)
+        if isinstance(eval_dataset, dict):
+            eval_dataset = {name: legacy_tokenised_columns(data) for name, data in eval_dataset.items()}
+        else:
+            eval_dataset = legacy_tokenised_columns(eval_dataset)
         self._ranked = self._check_data(args, train_dataset, eval_dataset, model)
 
         from transformers import set_seed
@@ -471,3 +477,18 @@ def _with_adapters(backbone: Any, peft_config: Any, args: RewardModelConfig) -> 
     if args.gradient_checkpointing:
         backbone.enable_input_require_grads()
     return backbone
+
+
+def legacy_tokenised_columns(dataset: Any) -> Any:
+    """`chosen_input_ids`/`rejected_input_ids`, the tokenised columns TRL's RewardTrainer still accepts with a
+    deprecation warning, renamed to today's `chosen_ids`/`rejected_ids` with the same warning."""
+    columns = getattr(dataset, "column_names", None) or []
+    if "chosen_input_ids" not in columns or "rejected_input_ids" not in columns or "chosen_ids" in columns:
+        return dataset
+    warnings.warn(
+        "Columns `chosen_input_ids`/`rejected_input_ids` are deprecated in TRL; read as `chosen_ids`/`rejected_ids`. "
+        "Rename them to silence this warning.",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return dataset.rename_columns({"chosen_input_ids": "chosen_ids", "rejected_input_ids": "rejected_ids"})

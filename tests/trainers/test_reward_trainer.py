@@ -280,3 +280,28 @@ def test_a_loaded_model_without_processing_class_gets_its_tokenizer(
     nameless.config._name_or_path = ""
     with pytest.raises(ValueError, match="pass `processing_class=`"):
         RewardModelTrainer(nameless, args=args, train_dataset=pairs)
+
+
+def test_legacy_tokenised_columns_train_as_in_trl(llama: Path, training_args: Any) -> None:
+    """`chosen_input_ids`/`rejected_input_ids` (deprecated in TRL, still accepted there) give TRL's first step."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(llama)
+    pairs = get_task("transitive", seed=0).preference_dataset(8, seed=0)
+    rows = [
+        {
+            "chosen_input_ids": tokenizer(p + c + tokenizer.eos_token)["input_ids"],
+            "rejected_input_ids": tokenizer(p + r + tokenizer.eos_token)["input_ids"],
+        }
+        for p, c, r in zip(pairs["prompt"], pairs["chosen"], pairs["rejected"], strict=True)
+    ]
+    data = Dataset.from_list(rows)
+    with pytest.warns(FutureWarning, match="chosen_input_ids"):
+        trl = RewardTrainer(str(llama), args=RewardConfig(**reward_args(training_args)), train_dataset=data)
+    ours_model = RewardModel.from_backbone(llama, head="bt")
+    ours_model.head.score.weight.data.copy_(trl.model.score.weight.data)
+    with pytest.warns(FutureWarning, match="chosen_input_ids"):
+        ours = RewardModelTrainer(ours_model, args=RewardModelConfig(**reward_args(training_args)), train_dataset=data)
+    trl.train()
+    ours.train()
+    assert ours.state.log_history[0]["loss"] == pytest.approx(trl.state.log_history[0]["loss"], rel=1e-5)
