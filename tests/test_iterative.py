@@ -78,3 +78,33 @@ def test_the_reference_is_the_round_start_or_the_initial_model(
         model, tmp_path, task, loss="dpo", rounds=2, steps_per_round=1, k=2, batch_size=2, reference=reference
     )
     assert refs == [None if e is None else str(model) for e in expected]
+
+
+def test_the_learning_rate_falls_linearly_over_the_rounds(
+    tiny_checkpoints: dict[str, Path],
+    task,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    import trl_plus.demo
+
+    real, rates = trl_plus.demo.preference_trainer, []
+
+    def recording(*args, **kwargs):  # type: ignore[no-untyped-def]
+        rates.append(kwargs["learning_rate"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trl_plus.demo, "preference_trainer", recording)
+    iterative_training(
+        tiny_checkpoints["llama"],
+        tmp_path,
+        task,
+        loss="dpo",
+        rounds=3,
+        steps_per_round=1,
+        k=2,
+        batch_size=2,
+        learning_rate=1e-3,
+        final_learning_rate=1e-4,
+    )
+    assert rates == pytest.approx([1e-3, 5.5e-4, 1e-4])

@@ -155,14 +155,23 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from trl_plus.demo import run_demo
 
     loss_kwargs = _json_flag(args, "loss_kwargs")
+    weights = None
+    if args.loss_weights is not None:
+        try:
+            weights = [float(w) for w in args.loss_weights.split(",")]
+        except ValueError:
+            raise ValueError(f"--loss-weights takes numbers separated by commas, got {args.loss_weights!r}.") from None
     run_demo(
         args.out,
         arch=args.arch,
         task_name=args.task,
         sft_steps=args.sft_steps,
-        loss=[name.strip() for name in args.loss.split(",")],
+        loss=None if args.loss is None else [name.strip() for name in args.loss.split(",")],
         loss_kwargs=loss_kwargs,
+        loss_weights=weights,
         steps=args.steps,
+        rounds=args.rounds,
+        learning_rate=args.learning_rate,
         eval_prompts=args.n,
         seed=args.seed,
     )
@@ -213,7 +222,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from trl_plus.synthetic import TASKS
+    from trl_plus.synthetic import DEMO_TASK, TASKS
     from trl_plus.testing import ARCHITECTURES
 
     parser = argparse.ArgumentParser(prog="trl-plus", description=__doc__)
@@ -261,14 +270,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--out", default="runs/demo", help="where to save the checkpoints (default runs/demo)")
     demo.add_argument("--arch", choices=ARCHITECTURES, default="llama", help="model family (default llama)")
-    demo.add_argument("--task", choices=sorted(TASKS), default="transitive", help="synthetic task (default transitive)")
-    demo.add_argument("--sft-steps", type=int, default=300, help="SFT steps before preference training (default 300)")
+    demo.add_argument("--task", choices=sorted(TASKS), default=DEMO_TASK, help=f"synthetic task (default {DEMO_TASK})")
+    recipe = "default: the task's recipe, see trl_plus.demo.RECIPES"
+    demo.add_argument("--sft-steps", type=int, default=None, help=f"SFT steps before preference training ({recipe})")
     demo.add_argument(
-        "--loss", default="dpo", help="registered loss(es) for the preference stage, e.g. simpo or dpo,sft"
+        "--loss", default=None, help=f"registered loss(es) for the preference stage, e.g. simpo or dpo,sft ({recipe})"
     )
     demo.add_argument("--loss-kwargs", default=None, help="JSON hyperparameters, e.g. '{\"beta\": 0.2}'")
-    demo.add_argument("--steps", type=int, default=400, help="preference training steps (batches of 16 pairs)")
-    demo.add_argument("--n", type=int, default=256, help="held-out prompts for the oracle evaluation")
+    demo.add_argument("--loss-weights", default=None, help="one weight per loss, e.g. 1,0.2 (default: equal)")
+    demo.add_argument("--rounds", type=int, default=None, help=f"1: one round of pairs; more: iterative ({recipe})")
+    demo.add_argument("--steps", type=int, default=None, help=f"training steps per round, batches of 16 ({recipe})")
+    demo.add_argument("--learning-rate", type=float, default=None, help=f"preference stage ({recipe})")
+    demo.add_argument("--n", type=int, default=512, help="held-out prompts for the oracle evaluation (default 512)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the model, task and sampling (default 0)")
     demo.set_defaults(func=_cmd_demo)
 

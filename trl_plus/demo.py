@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trl_plus.synthetic import WinRate, get_task, policy_preference_dataset, win_rate
+from trl_plus.synthetic import DEMO_TASK, WinRate, get_task, policy_preference_dataset, win_rate
 from trl_plus.testing import make_tiny
 from trl_plus.types import InputKind
 
@@ -20,8 +20,9 @@ class DemoResult:
     sft: Path
     aligned: Path
     sft_vs_base: WinRate
-    aligned_vs_sft: WinRate
+    aligned_vs_sft: WinRate  # on held-out prompts
     seconds: float
+    on_training_prompts: WinRate | None = None  # the same on training prompts, for tasks that hold prompts out
 
 
 def _quiet() -> None:
@@ -161,6 +162,7 @@ def align(
     seed: int,
     loss_kwargs: dict[str, Any] | None = None,
     learning_rate: float = 5e-5,
+    loss_weights: list[float] | None = None,
 ) -> Path:
     """Preference training from the SFT model; saves model and tokenizer.
 
@@ -185,6 +187,7 @@ def align(
         batch_size=32 if unpaired else 16,
         loss_kwargs=loss_kwargs,
         learning_rate=learning_rate,
+        loss_weights=loss_weights,
     )
     trainer.train()
     trainer.save_model(str(out_dir))
@@ -201,41 +204,147 @@ def _check_loss_kwargs(names: list[str], loss_kwargs: dict[str, Any] | None) -> 
     resolve_loss_kwargs(SimpleNamespace(loss_kwargs=loss_kwargs), [get_loss(name) for name in names], {})
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """A task's demo settings, found by measurement (README, "The demo"); any flag overrides its field."""
+
+    sft_steps: int
+    loss: tuple[str, ...]
+    steps: int  # per round
+    rounds: int  # 1: one round of pairs sampled from the SFT model; more: iterative on-policy rounds
+    learning_rate: float
+    loss_weights: tuple[float, ...] | None = None
+    last_round_lr_ratio: float = 1.0  # the last round's learning rate over the first's, linear in between
+
+
+RECIPES = {
+    # Iterative: 24 rounds of 100 steps, each on every ordered pair of 4 fresh samples per prompt of the policy, the
+    # learning rate falling from 5e-4 to 5e-5 over the rounds. The small sft term keeps the answers well-formed
+    # while dpo moves probability between them.
+    "packing": Recipe(
+        sft_steps=900,
+        loss=("dpo", "sft"),
+        steps=100,
+        rounds=24,
+        learning_rate=5e-4,
+        loss_weights=(1.0, 0.2),
+        last_round_lr_ratio=0.1,
+    ),
+    # The first demo: one round of 400 steps on pairs of the SFT model's samples, at a small learning rate.
+    "transitive": Recipe(sft_steps=300, loss=("dpo",), steps=400, rounds=1, learning_rate=5e-5),
+    "cyclic": Recipe(sft_steps=300, loss=("dpo",), steps=400, rounds=1, learning_rate=5e-5),
+}
+
+
 def run_demo(
     out_dir: str | Path = "runs/demo",
     *,
     arch: str = "llama",
-    task_name: str = "transitive",
-    sft_steps: int = 300,
-    loss: str | list[str] = "dpo",
+    task_name: str = DEMO_TASK,
+    sft_steps: int | None = None,
+    loss: str | list[str] | None = None,
     loss_kwargs: dict[str, Any] | None = None,
-    steps: int = 400,
-    eval_prompts: int = 256,
+    loss_weights: list[float] | None = None,
+    steps: int | None = None,
+    rounds: int | None = None,
+    learning_rate: float | None = None,
+    eval_prompts: int = 512,
     seed: int = 0,
 ) -> DemoResult:
+    """The demo on `task_name` with its `RECIPES` entry; arguments left None take the recipe's value (a `loss`
+    given without `loss_weights` weighs its losses equally). `steps` are per round."""
     _quiet()
     start = time.perf_counter()
     out = Path(out_dir)
     task = get_task(task_name, seed=seed)
-    names = [loss] if isinstance(loss, str) else list(loss)
+    recipe = RECIPES[task_name]
+    names = list(recipe.loss) if loss is None else [loss] if isinstance(loss, str) else list(loss)
+    if loss is None and loss_weights is None and recipe.loss_weights is not None:
+        loss_weights = list(recipe.loss_weights)
+    sft_steps = recipe.sft_steps if sft_steps is None else sft_steps
+    steps = recipe.steps if steps is None else steps
+    rounds = recipe.rounds if rounds is None else rounds
+    learning_rate = recipe.learning_rate if learning_rate is None else learning_rate
     label = ",".join(names)
     # Unknown or mixed losses and bad hyperparameters fail now, not after the model is built and fine-tuned.
     trainer_name = "UnpairedPreferenceTrainer" if loss_kinds(names)[1] == {"unpaired"} else "PreferenceTrainer"
     _check_loss_kwargs(names, loss_kwargs)
+    if loss_weights is not None and len(loss_weights) != len(names):
+        raise ValueError(f"Got {len(loss_weights)} loss weights for {len(names)} losses ({label}).")
+    if rounds < 1 or steps < 1:
+        raise ValueError(f"rounds and steps must be at least 1, got {rounds} and {steps}.")
     print(f"[1/4] Building a tiny random {arch} checkpoint in {out / 'base'}")
     base = make_tiny(arch, out / "base", seed=seed)
     print(f"[2/4] SFT on the {task_name} task's answers for {sft_steps} steps (TRL SFTTrainer, CPU)")
     sft_path = sft(base, out / "sft", task_name, steps=sft_steps, seed=seed)
     sft_vs_base = win_rate(sft_path, base, task, n=eval_prompts, seed=seed)
     print(f"      SFT vs random base: {sft_vs_base}")
-    print(f"[3/4] Preference training with loss={label} for {steps} steps (trl-plus {trainer_name}, CPU)")
-    aligned = align(
-        sft_path, out / "+".join(names), task_name, loss=loss, steps=steps, seed=seed, loss_kwargs=loss_kwargs
+    weights = "" if loss_weights is None else f" (weights {', '.join(f'{w:g}' for w in loss_weights)})"
+    folder = out / "+".join(names)
+    if rounds == 1:
+        print(
+            f"[3/4] Preference training with loss={label}{weights} for {steps} steps on pairs of the SFT model's "
+            f"samples (trl-plus {trainer_name}, CPU)"
+        )
+        aligned = align(
+            sft_path,
+            folder,
+            task_name,
+            loss=names,
+            steps=steps,
+            seed=seed,
+            loss_kwargs=loss_kwargs,
+            learning_rate=learning_rate,
+            loss_weights=loss_weights,
+        )
+    else:
+        from trl_plus.iterative import iterative_training
+
+        final_lr = learning_rate * recipe.last_round_lr_ratio
+        print(
+            f"[3/4] Iterative preference training with loss={label}{weights}: {rounds} rounds × {steps} steps, each "
+            f"on 4 fresh samples per prompt of the current policy ranked by the oracle, learning rate "
+            f"{learning_rate:g} → {final_lr:g} (trl-plus {trainer_name}, CPU)"
+        )
+
+        def report(done: Any) -> None:
+            print(f"      round {done.index}/{rounds}: {done.rows} rows, {done.seconds:.0f} s", flush=True)
+
+        finished = iterative_training(
+            sft_path,
+            folder,
+            task,
+            loss=names,
+            rounds=rounds,
+            steps_per_round=steps,
+            learning_rate=learning_rate,
+            final_learning_rate=final_lr,
+            loss_kwargs=loss_kwargs,
+            loss_weights=loss_weights,
+            seed=seed,
+            on_round=report,
+        )
+        aligned = finished[-1].path
+    held_out = (
+        "held-out prompts (attribute combinations no training stage saw)"
+        if task.holds_out_prompts
+        else ("fresh prompts")
     )
-    print(f"[4/4] Oracle evaluation on {eval_prompts} held-out prompts")
+    print(f"[4/4] Oracle evaluation on {eval_prompts} {held_out}")
     aligned_vs_sft = win_rate(aligned, sft_path, task, n=eval_prompts, seed=seed)
-    seconds = time.perf_counter() - start
     print(f"{label} vs its SFT reference: {aligned_vs_sft}")
+    on_training = None
+    if task.holds_out_prompts:
+        on_training = win_rate(aligned, sft_path, task, n=eval_prompts, seed=seed, stream="eval-train")
+        print(f"  the same on training prompts: {on_training}")
+    beta = _beta(names, loss_kwargs)
+    ceilings = task.ceilings(beta)
+    if ceilings:
+        print(
+            "  ceilings (exact, against the base distribution the SFT model imitates): "
+            + describe_ceilings(ceilings, beta)
+        )
+    seconds = time.perf_counter() - start
     print(f"Done in {seconds:.0f} s. Models saved under {out} ({label} model: {aligned}).")
     return DemoResult(
         base=base,
@@ -244,4 +353,32 @@ def run_demo(
         sft_vs_base=sft_vs_base,
         aligned_vs_sft=aligned_vs_sft,
         seconds=seconds,
+        on_training_prompts=on_training,
     )
+
+
+def _beta(names: list[str], loss_kwargs: dict[str, Any] | None) -> float | None:
+    """The β of the first loss that has one (as given, else its default), for the KL-regularised ceiling."""
+    from types import SimpleNamespace
+
+    from trl_plus.registry import get_loss
+    from trl_plus.trainers.preference import resolve_loss_kwargs
+
+    specs = [get_loss(name) for name in names]
+    resolved = resolve_loss_kwargs(SimpleNamespace(loss_kwargs=loss_kwargs), specs, {})
+    for spec in specs:
+        defaults = {hp.name: hp.default for hp in spec.hyperparameters}
+        if "beta" in defaults:
+            return float(resolved.get(spec.name, {}).get("beta", defaults["beta"]))
+    return None
+
+
+def describe_ceilings(ceilings: dict[str, float], beta: float | None) -> str:
+    """E.g. "best answer 0.918, best prompt-blind answer 0.659, KL-regularised optimum at β 0.1: 0.845"."""
+    parts = [
+        f"best answer {ceilings['best_answer']:.3f}",
+        f"best prompt-blind answer {ceilings['best_prompt_blind']:.3f}",
+    ]
+    if "kl_optimum" in ceilings:
+        parts.append(f"KL-regularised optimum at β {beta:g}: {ceilings['kl_optimum']:.3f}")
+    return ", ".join(parts)

@@ -79,6 +79,7 @@ def iterative_training(
     k: int = 4,
     batch_size: int = 16,
     learning_rate: float = 5e-4,
+    final_learning_rate: float | None = None,
     loss_kwargs: dict[str, Any] | None = None,
     loss_weights: list[float] | None = None,
     reference: str = "previous",
@@ -89,6 +90,9 @@ def iterative_training(
 
     `reference`: "previous" regularises each round towards the policy it starts from (so the policy can move far
     from `model` over many rounds, a little per round); "initial" keeps `model` as the reference throughout.
+    `final_learning_rate`: the last round's learning rate, the rounds in between interpolated linearly (None: every
+    round at `learning_rate`); within a round the rate follows the demo's cosine schedule. Smaller late steps let
+    the policy settle instead of oscillating around the optimum (measured in the README's demo section).
     `on_round(round)` is called after each round, e.g. to evaluate it.
     """
     from trl_plus.demo import loss_kinds, preference_trainer
@@ -116,6 +120,9 @@ def iterative_training(
             policy = path
             continue
         start = time.perf_counter()
+        rate = learning_rate
+        if final_learning_rate is not None and rounds > 1:
+            rate = learning_rate + (final_learning_rate - learning_rate) * (index - 1) / (rounds - 1)
         # Unpaired losses see two rows per pair, so twice the rows per step, as in the demo's single round.
         rows_per_step = 2 * batch_size if kinds == {"unpaired"} else batch_size
         data = round_data(policy, task, loss=names, rows=batch_size * steps_per_round, k=k, seed=seed + index)
@@ -129,7 +136,7 @@ def iterative_training(
             batch_size=rows_per_step,
             loss_kwargs=loss_kwargs,
             loss_weights=loss_weights,
-            learning_rate=learning_rate,
+            learning_rate=rate,
             ref_model=initial if index > 1 else None,
         )
         trainer.train()

@@ -25,6 +25,7 @@ from trl_plus.synthetic.packing import PackingTask
 from trl_plus.synthetic.transitive import TransitiveTask
 
 TASKS: dict[str, type[SyntheticTask]] = {"transitive": TransitiveTask, "cyclic": CyclicTask, "packing": PackingTask}
+DEMO_TASK = "packing"  # the demo's task: its evaluation prompts are held out from training
 
 
 def get_task(name: str, *, seed: int = 0) -> SyntheticTask:
@@ -35,6 +36,7 @@ def get_task(name: str, *, seed: int = 0) -> SyntheticTask:
 
 
 __all__ = [
+    "DEMO_TASK",
     "TASKS",
     "CyclicTask",
     "OracleAgreement",

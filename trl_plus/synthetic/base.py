@@ -45,9 +45,17 @@ class SyntheticTask(ABC):
     """A task with a known preference oracle. Subclasses set `name` and implement the three abstract methods."""
 
     name: str = ""
+    #: Whether `prompts(stream="eval")` draws from prompts that no training stream ever gives ("eval-train" then
+    #: gives the same figures on training prompts); False where every prompt can occur in training.
+    holds_out_prompts: bool = False
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
+
+    def ceilings(self, beta: float | None = 0.1) -> dict[str, float]:
+        """Exact oracle win rates against the base distribution of the best answer, the best prompt-blind answer
+        and, with `beta`, the KL-regularised optimum; empty for tasks that do not compute them."""
+        return {}
 
     # -- what a task defines -----------------------------------------------------------------------------------
     @abstractmethod

@@ -55,6 +55,7 @@ class PackingTask(ScalarRewardTask):
 
     name = "packing"
     malformed_reward = MALFORMED_REWARD
+    holds_out_prompts = True
 
     def __init__(self, seed: int = 0) -> None:
         super().__init__(seed)
@@ -124,17 +125,18 @@ class PackingTask(ScalarRewardTask):
         return " ".join(ITEMS[i] for i in sorted(best))
 
     # -- ceilings ----------------------------------------------------------------------------------------------
-    def ceilings(self, beta: float = 0.1) -> dict[str, float]:
+    def ceilings(self, beta: float | None = 0.1) -> dict[str, float]:
         """Oracle win rates against the base distribution, averaged over the held-out prompts (every held-out
         triple × count, equally weighted), computed exactly:
 
         - `best_answer`: the single best answer to each prompt;
         - `best_prompt_blind`: the best answer that ignores the prompt (one fixed answer per count);
-        - `kl_optimum`: π*(y) ∝ π_base(y)·exp(r*(y)/β), the optimum of the KL-regularised objective DPO solves.
+        - `kl_optimum`: π*(y) ∝ π_base(y)·exp(r*(y)/β), the optimum of the KL-regularised objective DPO solves
+          (left out when `beta` is None).
 
         The SFT reference only approximates the base distribution, so measured win rates against it can differ.
         """
-        if beta <= 0:
+        if beta is not None and beta <= 0:
             raise ValueError(f"beta must be positive, got {beta}.")
         best, kl_optimum = [], []
         blind: dict[int, list[np.ndarray]] = {count: [] for count in COUNTS}
@@ -145,18 +147,15 @@ class PackingTask(ScalarRewardTask):
                 base = per_item[np.array(self.base_support(triple, count))].sum(1)  # r* of each base answer
                 top = np.sort(per_item)[::-1][:count].sum()
                 best.append(float(np.mean(_sigmoid(top - base))))
-                tilt = np.exp((base - base.max()) / beta)
-                optimum = tilt / tilt.sum()
-                wins = _sigmoid(base[:, None] - base[None, :])
-                kl_optimum.append(float(optimum @ wins.mean(1)))
+                if beta is not None:
+                    tilt = np.exp((base - base.max()) / beta)
+                    wins = _sigmoid(base[:, None] - base[None, :])
+                    kl_optimum.append(float(tilt / tilt.sum() @ wins.mean(1)))
                 answers = per_item[every[count]].sum(1)
                 blind[count].append(np.mean(_sigmoid(answers[:, None] - base[None, :]), axis=1))
         best_blind = [float(np.mean(np.stack(rows), axis=0).max()) for rows in blind.values()]
-        return {
-            "best_answer": float(np.mean(best)),
-            "best_prompt_blind": float(np.mean(best_blind)),
-            "kl_optimum": float(np.mean(kl_optimum)),
-        }
+        found = {"best_answer": float(np.mean(best)), "best_prompt_blind": float(np.mean(best_blind))}
+        return found if beta is None else {**found, "kl_optimum": float(np.mean(kl_optimum))}
 
     def describe(self) -> str:
         def table(title: str, names: tuple[str, ...], weights: np.ndarray) -> list[str]:
