@@ -108,3 +108,35 @@ def test_the_learning_rate_falls_linearly_over_the_rounds(
         final_learning_rate=1e-4,
     )
     assert rates == pytest.approx([1e-3, 5.5e-4, 1e-4])
+
+
+def test_a_judge_ranks_the_samples_instead_of_the_oracle(tiny_checkpoints: dict[str, Path], task) -> None:  # type: ignore[no-untyped-def]
+    """Any `prefer(prompts, a, b)` callable ranks: here one that prefers shorter answers, deterministically."""
+    calls = []
+
+    def shorter(prompts, a, b):  # type: ignore[no-untyped-def]
+        calls.append(len(prompts))
+        return [1.0 if len(x) < len(y) else 0.0 if len(x) > len(y) else 0.5 for x, y in zip(a, b, strict=True)]
+
+    ranked = round_data(tiny_checkpoints["llama"], task, loss=["plackett_luce"], rows=6, k=3, seed=0, judge=shorter)
+    assert len(calls) == 1  # every pair of every prompt in one batched call
+    for answers in ranked["completions"]:
+        assert [len(x) for x in answers] == sorted(len(x) for x in answers)
+    pairs = round_data(tiny_checkpoints["llama"], task, loss=["dpo"], rows=6, k=2, seed=0, judge=shorter)
+    assert all(len(c) <= len(r) for c, r in zip(pairs["chosen"], pairs["rejected"], strict=True))
+
+
+def test_a_reward_model_judges_and_bad_judges_are_refused(tiny_checkpoints: dict[str, Path], task) -> None:  # type: ignore[no-untyped-def]
+    from trl_plus.reward_model import RewardModel
+
+    model = RewardModel.from_backbone(tiny_checkpoints["llama"], head="bt").eval()
+    ranked = round_data(
+        tiny_checkpoints["llama"], task, loss=["plackett_luce"], rows=4, k=3, seed=0, judge=model.prefer
+    )
+    for prompt, answers in zip(ranked["prompt"], ranked["completions"], strict=True):
+        scores = model.score([prompt] * len(answers), answers).tolist()
+        assert scores == sorted(scores, reverse=True)  # a scalar reward's win-probability sums follow its order
+    with pytest.raises(ValueError, match="must be a probability"):
+        round_data(
+            tiny_checkpoints["llama"], task, loss=["dpo"], rows=4, k=2, seed=0, judge=lambda p, a, b: [2.0] * len(p)
+        )

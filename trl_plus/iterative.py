@@ -1,6 +1,7 @@
 """Iterative on-policy preference training: every round, sample K answers per prompt from the current policy, rank
-them with the task's oracle, and train a few steps on them with any registered loss through `PreferenceTrainer`
-(`UnpairedPreferenceTrainer` for unpaired losses). The next round samples from the result.
+them with the task's oracle or any judge (`prefer(prompts, a, b) → P(a ≻ b)`, e.g. `RewardModel.prefer`), and
+train a few steps on them with any registered loss through `PreferenceTrainer` (`UnpairedPreferenceTrainer` for
+unpaired losses). The next round samples from the result.
 
 One round of offline pairs only teaches what the reference's own samples can show; fresh samples of the moving
 policy keep the data where the policy is (see the README's demo section for the measured difference). Each round is
@@ -45,16 +46,18 @@ def every_pair(ranked: Any, *, seed: int) -> Any:
     return Dataset.from_list(rows).shuffle(seed=seed)
 
 
-def round_data(policy: str | Path, task: SyntheticTask, *, loss: list[str], rows: int, k: int, seed: int) -> Any:
-    """One round's training rows: `k` samples per prompt of `policy`, ranked by the oracle, given to the losses in
-    the form they take (ranked lists, every ordered pair, or the unpaired view of those pairs)."""
+def round_data(
+    policy: str | Path, task: SyntheticTask, *, loss: list[str], rows: int, k: int, seed: int, judge: Any = None
+) -> Any:
+    """One round's training rows: `k` samples per prompt of `policy`, ranked by the oracle (or `judge`), given to
+    the losses in the form they take (ranked lists, every ordered pair, or the unpaired view of those pairs)."""
     from trl_plus.demo import loss_kinds
     from trl_plus.trainers import unpaired_view
 
     _, kinds = loss_kinds(loss)
     per_list = k * (k - 1) // 2
     lists = rows if "ranked" in kinds else -(-rows // per_list)  # enough lists for `rows` pairs
-    data = policy_preference_dataset(policy, task, lists, k=k, seed=seed)
+    data = policy_preference_dataset(policy, task, lists, k=k, seed=seed, judge=judge)
     if k == 2:  # pairs already (chosen, rejected); a ranked loss takes them as lists of two
         if "ranked" in kinds:
             return data.map(
@@ -85,6 +88,7 @@ def iterative_training(
     reference: str = "previous",
     seed: int = 0,
     on_round: Any = None,
+    judge: Any = None,
 ) -> list[Round]:
     """Train `rounds` rounds from `model`; returns one `Round` per round (the last one's `path` is the final policy).
 
@@ -93,7 +97,9 @@ def iterative_training(
     `final_learning_rate`: the last round's learning rate, the rounds in between interpolated linearly (None: every
     round at `learning_rate`); within a round the rate follows the demo's cosine schedule. Smaller late steps let
     the policy settle instead of oscillating around the optimum (measured in the README's demo section).
-    `on_round(round)` is called after each round, e.g. to evaluate it.
+    `on_round(round)` is called after each round, e.g. to evaluate it. `judge(prompts, a, b) → P(a ≻ b)` ranks the
+    samples instead of the task's oracle (which then only gives the prompts): a reward model's `prefer`, an LLM
+    judge, any callable.
     """
     from trl_plus.demo import loss_kinds, preference_trainer
 
@@ -125,7 +131,9 @@ def iterative_training(
             rate = learning_rate + (final_learning_rate - learning_rate) * (index - 1) / (rounds - 1)
         # Unpaired losses see two rows per pair, so twice the rows per step, as in the demo's single round.
         rows_per_step = 2 * batch_size if kinds == {"unpaired"} else batch_size
-        data = round_data(policy, task, loss=names, rows=batch_size * steps_per_round, k=k, seed=seed + index)
+        data = round_data(
+            policy, task, loss=names, rows=batch_size * steps_per_round, k=k, seed=seed + index, judge=judge
+        )
         trainer = preference_trainer(
             policy,
             path,

@@ -225,14 +225,20 @@ def policy_preference_dataset(
     seed: int = 0,
     max_new_tokens: int = 16,
     batch_size: int = 64,
+    judge: Any = None,
 ) -> Dataset:
-    """On-policy preference data: `k` samples from `policy` per prompt, ordered by the oracle.
+    """On-policy preference data: `k` samples from `policy` per prompt, ordered by the oracle, or by `judge`.
 
     k = 2 gives prompt/chosen/rejected pairs with a label drawn from the oracle; k > 2 gives ranked lists (column
     `completions`, best first, a Plackett-Luce draw as in `task.ranked_dataset`). Unlike the task's own datasets
     (well-formed base answers), these cover what the policy actually says, malformed answers included, so a
     preference loss also learns to avoid those. Duplicate and empty samples are dropped, and prompts left with
     fewer than two distinct samples are skipped, so the result can hold fewer than `n` rows.
+
+    `judge(prompts, a, b) → P(a ≻ b)` per row (e.g. `RewardModel.prefer`, or any callable) replaces the oracle:
+    every pair of a prompt's samples is judged, in one batched call, and the samples are ranked by their summed
+    win probabilities (ties keep sampling order); with k = 2 the more likely winner is chosen. The task then only
+    supplies the prompts.
     """
     from datasets import Dataset
 
@@ -247,13 +253,19 @@ def policy_preference_dataset(
         for j in range(k)
     ]
     rng = task.rng("policy-preference", seed)
+    # The leading space matches the task's own datasets (see synthetic.base._format).
+    answers = [list(dict.fromkeys(" " + s[index] for s in samples if s[index])) for index in range(len(prompts))]
+    judged = None if judge is None else judge_rankings(judge, prompts, answers)
     rows: list[dict[str, Any]] = []
     for index, prompt in enumerate(prompts):
-        # The leading space matches the task's own datasets (see synthetic.base._format).
-        distinct = list(dict.fromkeys(" " + s[index] for s in samples if s[index]))
+        distinct = answers[index]
         if len(distinct) < 2:
             continue
-        if k == 2:
+        if judged is not None:
+            ranked = judged[index]
+            pair = {"prompt": prompt, "chosen": ranked[0], "rejected": ranked[1]}
+            rows.append(pair if k == 2 else {"prompt": prompt, "completions": ranked})
+        elif k == 2:
             a, b = distinct
             a_wins = bool(rng.random() < task.prefer(prompt, a, b))
             chosen, rejected = (a, b) if a_wins else (b, a)
@@ -261,6 +273,32 @@ def policy_preference_dataset(
         else:
             rows.append({"prompt": prompt, "completions": task.rank(prompt, distinct, rng)})
     return Dataset.from_list(rows)
+
+
+def judge_rankings(judge: Any, prompts: Sequence[Any], answers: list[list[str]]) -> list[list[str]]:
+    """Each prompt's answers, best first by their summed P(answer ≻ other) under `judge(prompts, a, b)`, from one
+    batched call over every unordered pair (P(b ≻ a) is taken as 1 − P(a ≻ b))."""
+    calls: list[tuple[int, int, int]] = [
+        (row, i, j) for row, group in enumerate(answers) for i in range(len(group)) for j in range(i + 1, len(group))
+    ]
+    wins = [[0.0] * len(group) for group in answers]
+    if calls:
+        probs = judge(
+            [prompts[row] for row, _, _ in calls],
+            [answers[row][i] for row, i, _ in calls],
+            [answers[row][j] for row, _, j in calls],
+        )
+        probs = [float(p) for p in probs]
+        if len(probs) != len(calls):
+            raise ValueError(f"The judge returned {len(probs)} probabilities for {len(calls)} pairs.")
+        for (row, i, j), p in zip(calls, probs, strict=True):
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"The judge returned {p} for P(a ≻ b); it must be a probability in [0, 1].")
+            wins[row][i] += p
+            wins[row][j] += 1.0 - p
+    return [
+        [group[i] for i in sorted(range(len(group)), key=lambda i: -wins[row][i])] for row, group in enumerate(answers)
+    ]
 
 
 @dataclass(frozen=True)
