@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -165,17 +166,67 @@ def loss_names(
     return names
 
 
+# The losses whose preference signal is the log-ratio, which an f-divergence replaces by f'(π/π_ref) (TRL's list), and
+# `sft`, which ignores the reference and trains on the untransformed log-probs.
+F_DIVERGENCE_LOSSES = {"dpo", "sigmoid_norm", "hinge", "ipo", "exo_pair", "robust", "discopop", "sft"}
+F_DIVERGENCES = ("reverse_kl", "forward_kl", "js_divergence", "alpha_divergence")
+
+
 def _reject_unsupported(config: PreferenceConfig) -> None:
-    """DPOConfig features that change how log-probs become scores; they have no place in the loss contract yet."""
-    if config.f_divergence_type != "reverse_kl":
+    """DPOConfig features that change how log-probs become scores: checked here, applied by `sequence_logps` and
+    `f_divergence_scores`; WPO's weights are the one refusal."""
+    kind = config.f_divergence_type
+    kind = getattr(kind, "value", kind)
+    if kind not in F_DIVERGENCES:
+        raise ValueError(f"`f_divergence_type` must be one of {F_DIVERGENCES}, got {kind!r}.")
+    names = {get_loss(name).name for name in config.loss}
+    if kind != "reverse_kl" and not names <= F_DIVERGENCE_LOSSES:
         raise ValueError(
-            f"`f_divergence_type={config.f_divergence_type!r}` is not supported by PreferenceTrainer; registry losses "
-            "see log-ratios under the reverse KL. Use TRL's DPOTrainer for f-DPO."
+            f"`f_divergence_type={kind!r}` replaces the log-ratio of {sorted(F_DIVERGENCE_LOSSES - {'sft'})} "
+            f"(and leaves `sft` as is); {sorted(names - F_DIVERGENCE_LOSSES)} use the log-probs otherwise."
         )
     if config.use_weighting:
-        raise ValueError("`use_weighting=True` (WPO) is not supported by PreferenceTrainer; use TRL's DPOTrainer.")
-    if config.ld_alpha is not None:
-        raise ValueError("`ld_alpha` (LD-DPO) is not supported by PreferenceTrainer; use TRL's DPOTrainer.")
+        raise ValueError(
+            "`use_weighting=True` (WPO) weighs each pair by the policy's probability of it, normalised over the "
+            "whole vocabulary at every token: full logits, which PreferenceTrainer's chunked and fused log-prob paths "
+            "never build. Use TRL's DPOTrainer for WPO."
+        )
+    if config.ld_alpha is not None and not 0.0 <= config.ld_alpha <= 1.0:
+        raise ValueError(f"`ld_alpha` must lie in [0, 1], got {config.ld_alpha}.")
+
+
+def sequence_logps(per_token: torch.Tensor, mask: torch.Tensor, ld_alpha: float | None = None) -> torch.Tensor:
+    """Per-sequence log-probs [N] from per-token ones [N, T] (zero outside the completion, `mask` 1 inside).
+
+    The sum; with `ld_alpha` (LD-DPO, arXiv:2409.06411) the rows are pairs (chosen rows, then rejected rows) and
+    the tokens beyond the shorter completion of each pair count `ld_alpha` times, so a longer answer's extra
+    tokens move the score less.
+    """
+    if ld_alpha is None:
+        return per_token.sum(dim=1)
+    position = mask.cumsum(dim=1)
+    chosen_len, rejected_len = mask.sum(dim=1).chunk(2)
+    shared = torch.minimum(chosen_len, rejected_len).repeat(2)
+    weights = torch.where(position <= shared[:, None], 1.0, ld_alpha).to(per_token.dtype)
+    return (per_token * weights * mask).sum(dim=1)
+
+
+def f_divergence_scores(logratios: torch.Tensor, kind: str, alpha: float = 1.0) -> torch.Tensor:
+    """f'(π/π_ref) of log-ratios for f-DPO (arXiv:2309.16240): the log-ratio itself under the reverse KL,
+    1 − π_ref/π under the forward KL, log 2 + log σ(log-ratio) under Jensen-Shannon, and
+    ((π/π_ref)^(α−1) − 1)/(α − 1) under the α-divergence (the reverse KL at α = 1)."""
+    if kind == "reverse_kl" or (kind == "alpha_divergence" and abs(alpha - 1.0) < 1e-6):
+        return logratios
+    if kind == "forward_kl":
+        return 1 - torch.exp(-logratios)
+    if kind == "js_divergence":
+        return math.log(2) + torch.nn.functional.logsigmoid(logratios)
+    if kind == "alpha_divergence":
+        # exp clamped as TRL does, so the scores stay finite in half precision too
+        limit = {torch.float16: 11.0, torch.bfloat16: 80.0}.get(logratios.dtype, 80.0)
+        scaled = torch.clamp(((alpha - 1.0) * logratios).float(), max=limit)
+        return ((torch.exp(scaled) - 1.0) / (alpha - 1.0)).to(logratios.dtype)
+    raise ValueError(f"Unknown f-divergence {kind!r}; choose one of {F_DIVERGENCES}.")
 
 
 def resolve_loss_kwargs(
@@ -568,7 +619,11 @@ class PreferenceTrainer(FiniteGuardMixin, LossStateMixin, _compat.DPOTrainer):
                 raise RuntimeError("No reference model is available for a loss that needs one.")
             else:
                 outputs = self._token_logps(self.ref_model, ref_kwargs, labels)
-        return outputs.log_probs[:, -seq_len:].sum(dim=1)
+        return sequence_logps(outputs.log_probs[:, -seq_len:], labels[:, 1:] != -100, self._ld_alpha(inputs))
+
+    def _ld_alpha(self, inputs: dict[str, Any]) -> float | None:
+        """LD-DPO's weight for the tokens beyond the shorter completion, on pairs (ranked lists have no pairs)."""
+        return None if "rank_index" in inputs else self.args.ld_alpha
 
     # ---- loss -----------------------------------------------------------------------------------------------------
 
@@ -586,7 +641,7 @@ class PreferenceTrainer(FiniteGuardMixin, LossStateMixin, _compat.DPOTrainer):
         outputs = self._token_logps(model, model_kwargs, labels)
         # Prompt-learning PEFT prepends virtual tokens; keep the positions of the real ones.
         per_token_logps = outputs.log_probs[:, -seq_len:]
-        logps = per_token_logps.sum(dim=1)
+        logps = sequence_logps(per_token_logps, shift_mask, self._ld_alpha(inputs))
         lengths = shift_mask.sum(dim=1)
         ref_logps = self._reference_logps(inputs, model_kwargs, labels) if self.requires_reference else None
 
@@ -644,6 +699,11 @@ class PreferenceTrainer(FiniteGuardMixin, LossStateMixin, _compat.DPOTrainer):
         ref_logps: torch.Tensor | None,
     ) -> PairedLogps | RankedLogps:
         ref = ref_logps if spec.requires_reference else None
+        kind = getattr(self.args.f_divergence_type, "value", self.args.f_divergence_type)
+        if ref is not None and kind != "reverse_kl":
+            # f-DPO: the loss sees f'(π/π_ref) where it would see the log-ratio, as scores against a zero reference.
+            logps = f_divergence_scores(logps - ref, kind, self.args.f_alpha_divergence_coef)
+            ref = torch.zeros_like(logps)
         if "rank_index" not in inputs:
             chosen, rejected = logps.chunk(2)
             chosen_len, rejected_len = lengths.chunk(2)
