@@ -366,3 +366,21 @@ def test_without_matplotlib_tables_only_with_a_hint(
     assert PLOT_HINT in capsys.readouterr().err
     assert not list(tmp_path.glob("*.png"))
     assert {f.name for f in files} == {"compare.md", "compare.csv", "runs.csv", "curves.csv"}
+
+
+@pytest.mark.parametrize(("task", "expected"), [("transitive", 300), ("packing", 900)])
+def test_the_tiny_reference_gets_the_demo_recipes_sft_budget(
+    task: str, expected: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    import trl_plus.compare
+    import trl_plus.demo
+    import trl_plus.testing
+
+    budgets: list[int] = []
+    monkeypatch.setattr(trl_plus.testing, "make_tiny", lambda arch, out, seed=0: Path(out))
+    monkeypatch.setattr(trl_plus.demo, "sft", lambda ref, out, task_name, *, steps, **_: budgets.append(steps) or out)
+    config = CompareConfig(task=task, out_dir=str(tmp_path))
+    trl_plus.compare._task_reference(config, io.StringIO())
+    assert budgets == [expected]

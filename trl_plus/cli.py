@@ -312,7 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--model", help="the reference every method starts from (default: a tiny llama, SFT here)")
     cmp.add_argument("--steps", type=int, default=200, help="training steps per method and seed (default 200)")
     cmp.add_argument("--seeds", type=int, default=3, help="training runs per method, seeds 0..N-1 (default 3)")
-    cmp.add_argument("--sft-steps", type=int, help="SFT of the reference on the task (default 300 without --model)")
+    cmp.add_argument(
+        "--sft-steps", type=int, help="SFT of the reference on the task (default: the demo's, 300; 900 for packing)"
+    )
     cmp.add_argument("--sft-learning-rate", type=float, help="default 3e-3 for the tiny model, 2e-5 for --model")
     cmp.add_argument("--n", type=int, default=256, help="held-out prompts per seed, and at most as many pairs")
     cmp.add_argument("--curve-points", type=int, default=4, help="curve points after step 0 (0: no curve)")

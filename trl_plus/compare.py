@@ -95,7 +95,7 @@ class CompareConfig:
     out_dir: str | Path = "runs/compare"
     steps: int = 200
     seeds: int = 3
-    sft_steps: int | None = None  # default: 300 for the tiny model built here, 0 for --model
+    sft_steps: int | None = None  # default: the demo recipe's for the tiny model built here, 0 for --model
     sft_learning_rate: float | None = None  # default: 3e-3 for the tiny model built here, 2e-5 for --model
     n: int = 256  # held-out prompts per seed (win rate, KL), and at most this many held-out pairs
     curve_points: int = 4
@@ -787,12 +787,14 @@ def _own_data(config: CompareConfig, methods: Sequence[Method]) -> Data:
 
 def _task_reference(config: CompareConfig, log: TextIO) -> Path:
     """The reference for a task: --model, or a tiny llama built here; fine-tuned on the task first when asked."""
-    from trl_plus.demo import sft
+    from trl_plus.demo import RECIPES, sft
     from trl_plus.testing import make_tiny
 
     assert config.task is not None
     out = Path(config.out_dir)
-    steps = (300 if config.model is None else 0) if config.sft_steps is None else config.sft_steps
+    # The tiny model's SFT budget is the demo's for the task (300 steps; 900 for packing's larger prompt space).
+    default = RECIPES[config.task].sft_steps if config.model is None else 0
+    steps = default if config.sft_steps is None else config.sft_steps
     reference = Path(config.model) if config.model is not None else make_tiny("llama", out / "base", seed=0)
     if steps:
         default_lr = 3e-3 if config.model is None else 2e-5  # a tiny random model needs big steps; a real one not
