@@ -140,3 +140,29 @@ def test_a_reward_model_judges_and_bad_judges_are_refused(tiny_checkpoints: dict
         round_data(
             tiny_checkpoints["llama"], task, loss=["dpo"], rows=4, k=2, seed=0, judge=lambda p, a, b: [2.0] * len(p)
         )
+
+
+def test_rejection_sampling_keeps_the_judges_top_k_and_trains_in_rounds(
+    tiny_checkpoints: dict[str, Path],
+    task,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    from trl_plus.iterative import rejection_sampling_data, rejection_sampling_training
+
+    def shorter(p, a, b):  # type: ignore[no-untyped-def]
+        return [1.0 if len(x) < len(y) else 0.0 if len(x) > len(y) else 0.5 for x, y in zip(a, b, strict=True)]
+
+    model = tiny_checkpoints["llama"]
+    one = rejection_sampling_data(model, task, 5, n=4, top_k=1, judge=shorter)
+    two = rejection_sampling_data(model, task, 5, n=4, top_k=2, judge=shorter)
+    assert one.column_names == ["prompt", "completion"] and len(one) == 5
+    for prompt, completion in zip(one["prompt"], one["completion"], strict=True):
+        kept = [c for p, c in zip(two["prompt"], two["completion"], strict=True) if p == prompt]
+        assert completion in kept and len(completion) == min(map(len, kept))  # the best of the top two
+    with pytest.raises(ValueError, match="top_k"):
+        rejection_sampling_data(model, task, 5, n=2, top_k=3)
+
+    rounds = rejection_sampling_training(model, tmp_path, task, rounds=2, steps_per_round=2, batch_size=2, n=2)
+    assert [r.index for r in rounds] == [1, 2] and (rounds[-1].path / "model.safetensors").is_file()
+    again = rejection_sampling_training(model, tmp_path, task, rounds=2, steps_per_round=2, batch_size=2, n=2)
+    assert all(r.resumed for r in again)

@@ -115,17 +115,8 @@ def iterative_training(
         from transformers import AutoModelForCausalLM
 
         initial = AutoModelForCausalLM.from_pretrained(str(model)) if isinstance(model, (str, Path)) else model
-    out = Path(out_dir)
-    policy: Any = model
-    done: list[Round] = []
-    for index in range(1, rounds + 1):
-        path = out / f"round-{index:02d}"
-        if (path / ROUND_FILE).is_file():  # finished by an earlier call: resume after it
-            saved = json.loads((path / ROUND_FILE).read_text())
-            done.append(Round(index, path, saved["rows"], saved["seconds"], resumed=True))
-            policy = path
-            continue
-        start = time.perf_counter()
+
+    def train_round(index: int, policy: Any, path: Path) -> int:
         rate = learning_rate
         if final_learning_rate is not None and rounds > 1:
             rate = learning_rate + (final_learning_rate - learning_rate) * (index - 1) / (rounds - 1)
@@ -149,10 +140,106 @@ def iterative_training(
         )
         trainer.train()
         trainer.save_model(str(path))
-        finished = Round(index, path, len(data), time.perf_counter() - start)
+        return len(data)
+
+    return run_rounds(model, out_dir, rounds, train_round, on_round)
+
+
+def run_rounds(
+    model: str | Path, out_dir: str | Path, rounds: int, train_round: Any, on_round: Any = None
+) -> list[Round]:
+    """Rounds 1..`rounds` under `out_dir/round-NN`: `train_round(index, policy, path) → rows` trains from `policy`
+    (the model, then each round's result) and saves to `path`; finished rounds found on disk are skipped."""
+    out = Path(out_dir)
+    policy: Any = model
+    done: list[Round] = []
+    for index in range(1, rounds + 1):
+        path = out / f"round-{index:02d}"
+        if (path / ROUND_FILE).is_file():  # finished by an earlier call: resume after it
+            saved = json.loads((path / ROUND_FILE).read_text())
+            done.append(Round(index, path, saved["rows"], saved["seconds"], resumed=True))
+            policy = path
+            continue
+        start = time.perf_counter()
+        rows = train_round(index, policy, path)
+        finished = Round(index, path, rows, time.perf_counter() - start)
         (path / ROUND_FILE).write_text(json.dumps({"rows": finished.rows, "seconds": finished.seconds}) + "\n")
         done.append(finished)
         policy = path
         if on_round is not None:
             on_round(finished)
     return done
+
+
+def rejection_sampling_data(
+    policy: Any,
+    task: SyntheticTask,
+    prompts: int,
+    *,
+    n: int = 4,
+    top_k: int = 1,
+    judge: Any = None,
+    seed: int = 0,
+    max_new_tokens: int = 16,
+) -> Any:
+    """Prompt/completion rows for SFT: `n` samples of `policy` for each of `prompts` training prompts, ranked by
+    `judge` (default: the task's oracle), the best `top_k` distinct ones kept."""
+    from datasets import Dataset
+
+    from trl_plus.judges import task_judge
+    from trl_plus.synthetic.evaluate import judge_rankings, load_policy, sample_completions
+
+    if not 1 <= top_k <= n:
+        raise ValueError(f"Need 1 <= top_k <= n, got top_k={top_k}, n={n}.")
+    model, tokenizer = load_policy(policy)
+    texts = task.prompts(prompts, seed=seed, stream="preference")
+    samples = [
+        sample_completions(model, tokenizer, texts, max_new_tokens=max_new_tokens, seed=seed + 1000 * j)
+        for j in range(n)
+    ]
+    # The leading space matches the task's own datasets (see synthetic.base._format).
+    answers = [list(dict.fromkeys(" " + s[i] for s in samples if s[i])) for i in range(len(texts))]
+    ranked = judge_rankings(judge or task_judge(task), texts, answers)
+    rows = [{"prompt": p, "completion": c} for p, best in zip(texts, ranked, strict=True) for c in best[:top_k]]
+    return Dataset.from_list(rows)
+
+
+def rejection_sampling_training(
+    model: str | Path,
+    out_dir: str | Path,
+    task: SyntheticTask,
+    *,
+    rounds: int = 1,
+    steps_per_round: int = 100,
+    n: int = 4,
+    top_k: int = 1,
+    judge: Any = None,
+    batch_size: int = 16,
+    learning_rate: float = 5e-4,
+    seed: int = 0,
+    on_round: Any = None,
+) -> list[Round]:
+    """Rejection-sampling fine-tuning with TRL's SFTTrainer: keep the best `top_k` of `n` samples per prompt (by
+    `judge`, default the oracle) and fine-tune on them. One round samples once from `model` (offline); more rounds
+    sample again from each round's result (online). Rounds are saved and resumed as in `iterative_training`."""
+    from transformers import PrinterCallback
+    from trl import SFTConfig, SFTTrainer
+
+    from trl_plus.demo import training_args
+
+    if rounds < 1 or steps_per_round < 1:
+        raise ValueError(f"rounds and steps_per_round must be at least 1, got {rounds} and {steps_per_round}.")
+
+    def train_round(index: int, policy: Any, path: Path) -> int:
+        prompts = -(-batch_size * steps_per_round // top_k)
+        data = rejection_sampling_data(policy, task, prompts, n=n, top_k=top_k, judge=judge, seed=seed + index)
+        args = training_args(
+            path, steps=steps_per_round, seed=seed + index, batch_size=batch_size, learning_rate=learning_rate
+        )
+        trainer = SFTTrainer(model=str(policy), args=SFTConfig(**args), train_dataset=data)
+        trainer.remove_callback(PrinterCallback)
+        trainer.train()
+        trainer.save_model(str(path))
+        return len(data)
+
+    return run_rounds(model, out_dir, rounds, train_round, on_round)
