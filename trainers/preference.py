@@ -176,7 +176,6 @@ def _reject_unsupported(config: PreferenceConfig) -> None:
     """DPOConfig features that change how log-probs become scores: checked here, applied by `sequence_logps` and
     `f_divergence_scores`; WPO's weights are the one refusal."""
     kind = config.f_divergence_type
-    kind = getattr(kind, "value", kind)
     if kind not in F_DIVERGENCES:
         raise ValueError(f"`f_divergence_type` must be one of {F_DIVERGENCES}, got {kind!r}.")
     names = {get_loss(name).name for name in config.loss}
@@ -699,7 +698,7 @@ class PreferenceTrainer(FiniteGuardMixin, LossStateMixin, _compat.DPOTrainer):
         ref_logps: torch.Tensor | None,
     ) -> PairedLogps | RankedLogps:
         ref = ref_logps if spec.requires_reference else None
-        kind = getattr(self.args.f_divergence_type, "value", self.args.f_divergence_type)
+        kind = self.args.f_divergence_type
         if ref is not None and kind != "reverse_kl":
             # f-DPO: the loss sees f'(π/π_ref) where it would see the log-ratio, as scores against a zero reference.
             logps = f_divergence_scores(logps - ref, kind, self.args.f_alpha_divergence_coef)

@@ -199,14 +199,14 @@ def align(
     return Path(out_dir)
 
 
-def _check_loss_kwargs(names: list[str], loss_kwargs: dict[str, Any] | None) -> None:
-    """Hyperparameters the losses do not take raise here, as the trainer's config would."""
+def _check_loss_kwargs(names: list[str], loss_kwargs: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """The hyperparameters given per loss; those the losses do not take raise here, as the trainer's config would."""
     from types import SimpleNamespace
 
     from trl_plus.registry import get_loss
     from trl_plus.trainers.preference import resolve_loss_kwargs
 
-    resolve_loss_kwargs(SimpleNamespace(loss_kwargs=loss_kwargs), [get_loss(name) for name in names], {})
+    return resolve_loss_kwargs(SimpleNamespace(loss_kwargs=loss_kwargs), [get_loss(name) for name in names], {})
 
 
 @dataclass(frozen=True)
@@ -273,7 +273,7 @@ def run_demo(
     label = ",".join(names)
     # Unknown or mixed losses and bad hyperparameters fail now, not after the model is built and fine-tuned.
     trainer_name = "UnpairedPreferenceTrainer" if loss_kinds(names)[1] == {"unpaired"} else "PreferenceTrainer"
-    _check_loss_kwargs(names, loss_kwargs)
+    given = _check_loss_kwargs(names, loss_kwargs)
     if loss_weights is not None and len(loss_weights) != len(names):
         raise ValueError(f"Got {len(loss_weights)} loss weights for {len(names)} losses ({label}).")
     if rounds < 1 or steps < 1:
@@ -330,11 +330,9 @@ def run_demo(
             on_round=report,
         )
         aligned = finished[-1].path
-    held_out = (
-        "held-out prompts (attribute combinations no training stage saw)"
-        if task.holds_out_prompts
-        else ("fresh prompts")
-    )
+    held_out = "fresh prompts"
+    if task.holds_out_prompts:
+        held_out = "held-out prompts (attribute combinations no training stage saw)"
     print(f"[4/4] Oracle evaluation on {eval_prompts} {held_out}")
     aligned_vs_sft = win_rate(aligned, sft_path, task, n=eval_prompts, seed=seed)
     print(f"{label} vs its SFT reference: {aligned_vs_sft}")
@@ -342,7 +340,7 @@ def run_demo(
     if task.holds_out_prompts:
         on_training = win_rate(aligned, sft_path, task, n=eval_prompts, seed=seed, stream="eval-train")
         print(f"  the same on training prompts: {on_training}")
-    beta = _beta(names, loss_kwargs)
+    beta = _beta(names, given)
     ceilings = task.ceilings(beta)
     if ceilings:
         print(
@@ -362,19 +360,15 @@ def run_demo(
     )
 
 
-def _beta(names: list[str], loss_kwargs: dict[str, Any] | None) -> float | None:
-    """The β of the first loss that has one (as given, else its default), for the KL-regularised ceiling."""
-    from types import SimpleNamespace
-
+def _beta(names: list[str], given: dict[str, dict[str, Any]]) -> float | None:
+    """The β of the first loss that has one (as `given` per loss, else its default), for the KL-regularised
+    ceiling."""
     from trl_plus.registry import get_loss
-    from trl_plus.trainers.preference import resolve_loss_kwargs
 
-    specs = [get_loss(name) for name in names]
-    resolved = resolve_loss_kwargs(SimpleNamespace(loss_kwargs=loss_kwargs), specs, {})
-    for spec in specs:
+    for spec in (get_loss(name) for name in names):
         defaults = {hp.name: hp.default for hp in spec.hyperparameters}
         if "beta" in defaults:
-            return float(resolved.get(spec.name, {}).get("beta", defaults["beta"]))
+            return float(given.get(spec.name, {}).get("beta", defaults["beta"]))
     return None
 
 

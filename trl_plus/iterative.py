@@ -187,18 +187,13 @@ def rejection_sampling_data(
     from datasets import Dataset
 
     from trl_plus.judges import task_judge
-    from trl_plus.synthetic.evaluate import judge_rankings, load_policy, sample_completions
+    from trl_plus.synthetic.evaluate import distinct_answers, judge_rankings, load_policy, sample_groups
 
     if not 1 <= top_k <= n:
         raise ValueError(f"Need 1 <= top_k <= n, got top_k={top_k}, n={n}.")
     model, tokenizer = load_policy(policy)
     texts = task.prompts(prompts, seed=seed, stream="preference")
-    samples = [
-        sample_completions(model, tokenizer, texts, max_new_tokens=max_new_tokens, seed=seed + 1000 * j)
-        for j in range(n)
-    ]
-    # The leading space matches the task's own datasets (see synthetic.base._format).
-    answers = [list(dict.fromkeys(" " + s[i] for s in samples if s[i])) for i in range(len(texts))]
+    answers = distinct_answers(sample_groups(model, tokenizer, texts, n, seed=seed, max_new_tokens=max_new_tokens))
     ranked = judge_rankings(judge or task_judge(task), texts, answers)
     rows = [{"prompt": p, "completion": c} for p, best in zip(texts, ranked, strict=True) for c in best[:top_k]]
     return Dataset.from_list(rows)

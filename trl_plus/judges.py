@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from trl_plus.synthetic import SyntheticTask
-from trl_plus.synthetic.evaluate import Policy, judge_rankings, load_policy, sample_completions
+from trl_plus.synthetic.evaluate import Policy, judge_rankings, load_policy, sample_groups
 
 Judge = Callable[[Sequence[Any], Sequence[Any], Sequence[Any]], Sequence[float]]
 Scorer = Callable[[Sequence[Any], Sequence[Any]], Sequence[float]]
@@ -49,19 +49,16 @@ def best_of_n(
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}.")
     model, tokenizer = load_policy(policy)
-    samples = [
-        sample_completions(
-            model,
-            tokenizer,
-            list(prompts),
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            batch_size=batch_size,
-            seed=seed + 1000 * j,
-        )
-        for j in range(n)
-    ]
-    answers = [[column[i] for column in samples] for i in range(len(prompts))]
+    answers = sample_groups(
+        model,
+        tokenizer,
+        list(prompts),
+        n,
+        seed=seed,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        batch_size=batch_size,
+    )
     if judge is not None:
         return [ranked[0] for ranked in judge_rankings(judge, prompts, answers)]
     assert score is not None

@@ -162,6 +162,39 @@ def sample_completions(
     return completions
 
 
+def sample_groups(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    n: int,
+    *,
+    seed: int = 0,
+    max_new_tokens: int = 16,
+    temperature: float = 1.0,
+    batch_size: int = 64,
+) -> list[list[str]]:
+    """`n` completions per prompt, [prompts][n]: `sample_completions` run n times, the j-th with seed + 1000·j."""
+    columns = [
+        sample_completions(
+            model,
+            tokenizer,
+            prompts,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            batch_size=batch_size,
+            seed=seed + 1000 * j,
+        )
+        for j in range(n)
+    ]
+    return [[column[i] for column in columns] for i in range(len(prompts))]
+
+
+def distinct_answers(groups: list[list[str]]) -> list[list[str]]:
+    """Each group's non-empty completions without repeats, in sampling order, with the leading space of the task's
+    own datasets (see synthetic.base._format)."""
+    return [list(dict.fromkeys(" " + s for s in group if s)) for group in groups]
+
+
 def win_rate(
     policy_a: Policy,
     policy_b: Policy,
@@ -246,15 +279,11 @@ def policy_preference_dataset(
         raise ValueError(f"k must be at least 2 (a pair), got {k}.")
     model, tokenizer = load_policy(policy)
     prompts = task.prompts(n, seed=seed, stream="preference")
-    samples = [
-        sample_completions(
-            model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed + 1000 * j
-        )
-        for j in range(k)
-    ]
+    groups = sample_groups(
+        model, tokenizer, prompts, k, seed=seed, max_new_tokens=max_new_tokens, batch_size=batch_size
+    )
     rng = task.rng("policy-preference", seed)
-    # The leading space matches the task's own datasets (see synthetic.base._format).
-    answers = [list(dict.fromkeys(" " + s[index] for s in samples if s[index])) for index in range(len(prompts))]
+    answers = distinct_answers(groups)
     judged = None if judge is None else judge_rankings(judge, prompts, answers)
     rows: list[dict[str, Any]] = []
     for index, prompt in enumerate(prompts):
