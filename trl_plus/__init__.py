@@ -18,7 +18,7 @@ from trl_plus.registry import (
     register_loss,
     register_reward_head,
 )
-from trl_plus.types import InputKind, LossOutput, PairedLogps, RankedLogps, UnpairedLogps
+from trl_plus.types import InputKind, LossOutput, OnlineLogps, PairedLogps, RankedLogps, UnpairedLogps
 
 try:
     __version__ = version("trl-plus")
@@ -50,6 +50,7 @@ __all__ = [
     "InputKind",
     "LossOutput",
     "LossSpec",
+    "OnlineLogps",
     "PairedLogps",
     "PluginLoadWarning",
     "RankedLogps",

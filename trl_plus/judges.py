@@ -1,7 +1,9 @@
-"""Judges and best-of-N sampling.
+"""Judges (preference sources) and best-of-N sampling.
 
 A judge is any callable `judge(prompts, a, b) → P(a ≻ b)`, one probability per row: a synthetic task's oracle
-(`task_judge`), `RewardModel.prefer` (any head, `gpm` included), or a plain function. `best_of_n` samples N answers
+(`task_judge`), `RewardModel.prefer` (any head, `gpm` included), or a plain function. `as_preference` turns any
+source — those, a sequence-classification reward model (σ(r_a − r_b)) or a checkpoint path — into one that returns
+a float tensor and refuses values outside [0, 1]; the online trainers (Nash) take their sources through it. `best_of_n` samples N answers
 per prompt and keeps the best by a pointwise `score(prompts, completions)` or, with a pairwise judge, by summed win
 probability against the other samples; `iterative_training` and `policy_preference_dataset` take the same judges.
 """
@@ -9,9 +11,13 @@ probability against the other samples; `iterative_training` and `policy_preferen
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+import torch
+
 from trl_plus.synthetic import SyntheticTask
+from trl_plus.synthetic.base import as_text
 from trl_plus.synthetic.evaluate import Policy, judge_rankings, load_policy, sample_groups
 
 Judge = Callable[[Sequence[Any], Sequence[Any], Sequence[Any]], Sequence[float]]
@@ -25,6 +31,95 @@ def task_judge(task: SyntheticTask) -> Judge:
         return [task.prefer(p, x, y) for p, x, y in zip(prompts, a, b, strict=True)]
 
     return judge
+
+
+class SequenceClassifierPreference:
+    """A scalar reward model (`AutoModelForSequenceClassification`, one label) as a preference: σ(r_a − r_b)."""
+
+    def __init__(self, model: Any, tokenizer: Any = None, *, batch_size: int = 32) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        if isinstance(model, (str, Path)):
+            tokenizer = tokenizer or AutoTokenizer.from_pretrained(str(model))
+            model = AutoModelForSequenceClassification.from_pretrained(str(model), num_labels=1)
+        if tokenizer is None:
+            name = getattr(model.config, "_name_or_path", "")
+            if not name:
+                raise ValueError("A loaded sequence-classification model needs its tokenizer: pass tokenizer=.")
+            tokenizer = AutoTokenizer.from_pretrained(name)
+        if model.config.num_labels != 1:
+            raise ValueError(
+                f"A reward classifier has one label (a scalar reward); this one has {model.config.num_labels}."
+            )
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model.config.pad_token_id = model.config.pad_token_id or tokenizer.pad_token_id
+        self.model, self.tokenizer, self.batch_size = model.eval(), tokenizer, batch_size
+
+    @torch.no_grad()
+    def score(self, prompts: Sequence[Any], completions: Sequence[Any]) -> torch.Tensor:
+        texts = [as_text(p) + as_text(c) for p, c in zip(prompts, completions, strict=True)]
+        scores = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = self.tokenizer(
+                texts[start : start + self.batch_size], padding=True, return_tensors="pt", add_special_tokens=False
+            ).to(self.model.device)
+            scores.append(self.model(**batch).logits[:, 0].float().cpu())
+        return torch.cat(scores) if scores else torch.zeros(0)
+
+    def __call__(self, prompts: Sequence[Any], a: Sequence[Any], b: Sequence[Any]) -> torch.Tensor:
+        return torch.sigmoid(self.score(prompts, a) - self.score(prompts, b))
+
+
+def as_preference(source: Any) -> Callable[[Sequence[Any], Sequence[Any], Sequence[Any]], torch.Tensor]:
+    """Any preference source as `prefer(prompts, a, b) → tensor [N]` of P(a ≻ b), checked to lie in [0, 1].
+
+    Takes a `RewardModel` (any head; `gpm` represents non-transitive preferences), a sequence-classification reward
+    model or checkpoint path (σ(r_a − r_b)), a RewardModel checkpoint path, a `SyntheticTask` (its oracle), or a
+    callable judge.
+    """
+    from trl_plus.reward_model import HEAD_CONFIG, RewardModel
+
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        source = (
+            RewardModel.from_pretrained(path) if (path / HEAD_CONFIG).is_file() else SequenceClassifierPreference(path)
+        )
+    if isinstance(source, RewardModel):
+        model = source.eval()
+
+        @torch.no_grad()
+        def judge(prompts: Sequence[Any], a: Sequence[Any], b: Sequence[Any]) -> Any:
+            parts = [
+                model.prefer(prompts[i : i + 32], a[i : i + 32], b[i : i + 32]).float().cpu()
+                for i in range(0, len(prompts), 32)
+            ]
+            return torch.cat(parts) if parts else torch.zeros(0)
+
+        raw: Callable[..., Any] = judge
+    elif isinstance(source, SyntheticTask):
+        raw = task_judge(source)
+    elif hasattr(source, "config") and getattr(source.config, "num_labels", None) is not None and callable(source):
+        raw = SequenceClassifierPreference(source)
+    elif callable(source):
+        raw = source
+    else:
+        raise TypeError(
+            f"Not a preference source: {type(source).__name__}. Give a RewardModel, a sequence-classification "
+            "reward model or path, a SyntheticTask, or a callable judge(prompts, a, b) -> P(a ≻ b)."
+        )
+
+    def prefer(prompts: Sequence[Any], a: Sequence[Any], b: Sequence[Any]) -> torch.Tensor:
+        values = torch.as_tensor(raw(prompts, a, b)).detach().float().cpu().reshape(-1)
+        if values.numel() != len(prompts):
+            raise ValueError(f"The preference source returned {values.numel()} values for {len(prompts)} pairs.")
+        if not bool(((values >= 0) & (values <= 1)).all()):
+            bad = values[~((values >= 0) & (values <= 1))][0].item()
+            raise ValueError(f"The preference source returned {bad}, not a probability P(a ≻ b) in [0, 1].")
+        return values
+
+    prefer.source = source  # type: ignore[attr-defined]
+    return prefer
 
 
 def best_of_n(

@@ -22,12 +22,26 @@ from importlib.metadata import entry_points
 from types import ModuleType
 from typing import Any, Generic, TypeVar, get_args
 
-from trl_plus.types import InputKind, LogpsInput, LossOutput, LossState, PairedLogps, RankedLogps, UnpairedLogps
+from trl_plus.types import (
+    InputKind,
+    LogpsInput,
+    LossOutput,
+    LossState,
+    OnlineLogps,
+    PairedLogps,
+    RankedLogps,
+    UnpairedLogps,
+)
 
 DISABLE_AUTOLOAD_ENV = "TRL_PLUS_DISABLE_PLUGIN_AUTOLOAD"
 LOSS_GROUP = "trl_plus.losses"
 REWARD_HEAD_GROUP = "trl_plus.reward_heads"
-INPUT_TYPES: dict[InputKind, type] = {"paired": PairedLogps, "unpaired": UnpairedLogps, "ranked": RankedLogps}
+INPUT_TYPES: dict[InputKind, type] = {
+    "paired": PairedLogps,
+    "unpaired": UnpairedLogps,
+    "ranked": RankedLogps,
+    "online": OnlineLogps,
+}
 _SPEC_ATTR = "__trl_plus_spec__"
 
 
@@ -364,7 +378,7 @@ def make_loss_spec(
         if inferred is None:
             raise TypeError(
                 f"Cannot tell the input kind of the loss {name!r}: annotate its first argument with PairedLogps, "
-                "UnpairedLogps or RankedLogps, or pass input_kind=."
+                "UnpairedLogps, RankedLogps or OnlineLogps, or pass input_kind=."
             )
         input_kind = inferred
     elif input_kind not in INPUT_TYPES:
@@ -428,7 +442,7 @@ def register_loss(
 ) -> Callable[[F], F]:
     """Register a loss function under `name` (and `aliases`); returns the function unchanged.
 
-    The function takes one input (`PairedLogps`, `UnpairedLogps` or `RankedLogps`) and keyword-only
+    The function takes one input (`PairedLogps`, `UnpairedLogps`, `RankedLogps` or `OnlineLogps`) and keyword-only
     hyperparameters with defaults, and returns a `LossOutput`. `requires_reference=False` tells trainers to skip
     the reference model entirely. `state` makes a `LossState`: the trainer keeps one per loss, fills the
     hyperparameters it provides before each call, and saves it in checkpoints. The function itself stays pure.

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal, Protocol
 
 import torch
 
-InputKind = Literal["paired", "unpaired", "ranked"]
+InputKind = Literal["paired", "unpaired", "ranked", "online"]
 
 
 def _check_logps(name: str, value: torch.Tensor, shape: torch.Size) -> None:
@@ -186,7 +186,49 @@ class RankedLogps:
         return self.logps.shape[0]
 
 
-LogpsInput = PairedLogps | UnpairedLogps | RankedLogps
+@dataclass
+class OnlineLogps:
+    """One sample y per row from the policy during online training, with its preference over an opponent, shapes [B].
+
+    `preferences[b]` = P(y ≻ y′ | x) by the preference source, y′ the opponent's sample (or the mean over several
+    opponents, e.g. the other samples of the prompt). `opponent_log_ratios` is log π(y′)/π_ref(y′) of the opponent
+    sample, as a constant, where the opponent is the policy itself (self-play); losses that compare two policy
+    samples (online IPO) need it.
+    """
+
+    logps: torch.Tensor
+    lengths: torch.Tensor
+    preferences: torch.Tensor
+    ref_logps: torch.Tensor | None = None
+    opponent_log_ratios: torch.Tensor | None = None
+
+    kind: InputKind = field(default="online", init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.logps, torch.Tensor) or self.logps.dim() != 1:
+            shape = tuple(getattr(self.logps, "shape", ()))
+            raise ValueError(f"`logps` must be a 1-D tensor of shape [B], got shape {shape}.")
+        shape = self.logps.shape
+        _check_logps("logps", self.logps, shape)
+        _check_lengths("lengths", self.lengths, shape)
+        _check_logps("preferences", self.preferences, shape)
+        if bool(((self.preferences < 0) | (self.preferences > 1)).any()):
+            bad = self.preferences[(self.preferences < 0) | (self.preferences > 1)][0].item()
+            raise ValueError(f"`preferences` are probabilities P(y ≻ y′) in [0, 1], found {bad}.")
+        for name in ("ref_logps", "opponent_log_ratios"):
+            if getattr(self, name) is not None:
+                _check_logps(name, getattr(self, name), shape)
+
+    @property
+    def has_reference(self) -> bool:
+        return self.ref_logps is not None
+
+    @property
+    def batch_size(self) -> int:
+        return self.logps.shape[0]
+
+
+LogpsInput = PairedLogps | UnpairedLogps | RankedLogps | OnlineLogps
 
 
 class LossState(Protocol):

@@ -8,7 +8,7 @@ import importlib
 import pytest
 import torch
 
-from trl_plus import LossOutput, LossSpec, PairedLogps, RankedLogps, UnpairedLogps, list_losses
+from trl_plus import LossOutput, LossSpec, OnlineLogps, PairedLogps, RankedLogps, UnpairedLogps, list_losses
 from trl_plus.registry import REQUIRED
 
 SPECS = list_losses()
@@ -41,6 +41,16 @@ def make_batch(spec: LossSpec, *, reference: bool = True, seed: int = 0) -> tupl
             lengths=torch.randint(1, 9, (4, 3), generator=generator),
             mask=mask,
             ref_logps=logps(4, 3) if reference else None,
+        )
+        return batch, [policy]
+    if spec.input_kind == "online":
+        policy = logps(6, grad=True)
+        batch = OnlineLogps(
+            logps=policy,
+            lengths=torch.randint(1, 9, (6,), generator=generator),
+            preferences=torch.rand(6, generator=generator, dtype=torch.float64),
+            ref_logps=logps(6) if reference else None,
+            opponent_log_ratios=logps(6) - logps(6),
         )
         return batch, [policy]
     policy = logps(6, grad=True)
