@@ -229,7 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     losses = commands.add_parser("losses", help="list the registered losses")
-    losses.add_argument("--kind", choices=("paired", "unpaired", "ranked", "online"), help="only losses of this input kind")
+    losses.add_argument(
+        "--kind", choices=("paired", "unpaired", "ranked", "online"), help="only losses of this input kind"
+    )
     losses.add_argument("--format", choices=("table", "markdown", "json"), default="table", help="output format")
     losses.set_defaults(func=_cmd_losses)
 

@@ -2,10 +2,12 @@
 
 A judge is any callable `judge(prompts, a, b) → P(a ≻ b)`, one probability per row: a synthetic task's oracle
 (`task_judge`), `RewardModel.prefer` (any head, `gpm` included), or a plain function. `as_preference` turns any
-source — those, a sequence-classification reward model (σ(r_a − r_b)) or a checkpoint path — into one that returns
-a float tensor and refuses values outside [0, 1]; the online trainers (Nash) take their sources through it. `best_of_n` samples N answers
-per prompt and keeps the best by a pointwise `score(prompts, completions)` or, with a pairwise judge, by summed win
-probability against the other samples; `iterative_training` and `policy_preference_dataset` take the same judges.
+source (those, a sequence-classification reward model: σ(r_a − r_b), or a checkpoint path) into one that returns a
+float tensor and refuses values outside [0, 1]; the online trainers (Nash) take their sources through it.
+
+`best_of_n` samples N answers per prompt and keeps the best by a pointwise `score(prompts, completions)` or, with
+a pairwise judge, by summed win probability against the other samples; `iterative_training` and
+`policy_preference_dataset` take the same judges.
 """
 
 from __future__ import annotations
