@@ -9,6 +9,8 @@ from trl_plus.trainers.unpaired import UnpairedPreferenceConfig, UnpairedPrefere
 __all__ = [
     "Critic",
     "DataCollatorForRankedPreference",
+    "NashConfig",
+    "NashTrainer",
     "PPOConfig",
     "PPOTrainer",
     "PreferenceConfig",
@@ -32,4 +34,8 @@ def __getattr__(name: str) -> object:
         from trl_plus.trainers import ppo
 
         return getattr(ppo, name)
+    if name in ("NashConfig", "NashTrainer"):  # preference sources include reward models: the same import order
+        from trl_plus.trainers import nash
+
+        return getattr(nash, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -34,6 +34,7 @@ from torch import nn
 from trl_plus.losses import ppo as ppo_math
 from trl_plus.rewards import as_reward_func, reward_tokenizers
 from trl_plus.trainers import _compat
+from trl_plus.trainers._online import completions_in_context
 from trl_plus.trainers.preference import check_model_path
 
 CRITIC_ADAPTER = "critic"
@@ -324,27 +325,10 @@ class PPOTrainer(_compat.GRPOTrainer):
     # ---- rollout: scores, KL-shaped rewards, values, GAE --------------------------------------------------------
 
     def _calculate_rewards(self, inputs: Any, prompts: Any, completions: Any, completion_ids_list: Any) -> Any:
-        completions = self._completions_in_context(prompts, completions, completion_ids_list)
+        completions = completions_in_context(self._tokenizer, prompts, completions, completion_ids_list)
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         self._rewards_per_func = rewards_per_func  # gathered over processes; the rollout below takes its own slice
         return rewards_per_func
-
-    def _completions_in_context(self, prompts: Any, completions: Any, completion_ids_list: Any) -> Any:
-        """Plain-text completions as they read after their prompt. TRL decodes the completion ids alone, and
-        SentencePiece-style tokenizers then drop the first word's leading space (" kite map" becomes "kite map"), so
-        a reward model scoring prompt + completion would read other tokens than the policy wrote (and than it was
-        trained on)."""
-        if not completions or not isinstance(completions[0], str) or not isinstance(prompts[0], str):
-            return completions
-        tokenizer = self._tokenizer
-        fixed = []
-        for prompt, completion, ids in zip(prompts, completions, completion_ids_list, strict=True):
-            prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            prefix = tokenizer.decode(prompt_ids, skip_special_tokens=True)
-            full = tokenizer.decode(list(prompt_ids) + list(ids), skip_special_tokens=True)
-            in_context = full[len(prefix) :] if full.startswith(prefix) else completion
-            fixed.append(in_context if in_context.strip() == completion.strip() else completion)
-        return fixed
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         output = super()._generate_and_score_completions(inputs)

@@ -15,6 +15,7 @@ from trl_plus.losses import ppo as ppo_math
 from trl_plus.synthetic import get_task
 from trl_plus.testing import max_relative_difference, qlora_kwargs, train_adapters_only
 from trl_plus.trainers import PPOConfig, PPOTrainer
+from trl_plus.trainers._online import completions_in_context
 
 TASK = get_task("transitive")
 
@@ -148,6 +149,7 @@ def test_qlora_trains_policy_and_critic_adapters_on_one_frozen_4bit_base(
     batch = trainer._generate_and_score_completions([{"prompt": p} for p in TASK.prompts(4)])
     input_ids, attention_mask, mask, length = sequences(batch)
     base = AutoModelForCausalLM.from_pretrained(str(llama), quantization_config=kwargs["quantization_config"])
+    base.train()  # the trainer's mode: on CPU, bitsandbytes runs 4-bit layers with another kernel in eval mode
     with torch.no_grad():
         expected = plain_logps(base, input_ids, attention_mask, length)
         policy = plain_logps(trainer.model, input_ids, attention_mask, length)
@@ -206,7 +208,7 @@ def test_reward_functions_get_the_completion_as_it_reads_after_the_prompt(
     ids = tokenizer(" kite map", add_special_tokens=False)["input_ids"]
     alone = tokenizer.decode(ids, skip_special_tokens=True)
     assert alone == "kite map"  # what TRL hands on
-    assert trainer._completions_in_context([prompt], [alone], [ids]) == [" kite map"]
+    assert completions_in_context(tokenizer, [prompt], [alone], [ids]) == [" kite map"]
 
 
 def test_missing_eos_penalty_lowers_the_score(make_trainer: Callable[..., PPOTrainer]) -> None:
