@@ -224,6 +224,48 @@ def test_ppo_trainer_from_yaml_against_a_saved_ensemble_reward_model(
     assert (tmp_path / "out" / "value_model" / "config.json").is_file()  # full fine-tuning: the critic's own body
 
 
+def test_nash_trainer_from_flags_against_a_saved_gpm_model(
+    tiny_checkpoints: dict[str, Path], tmp_path: Path, recorded: list[Any]
+) -> None:
+    """`--trainer nash` on a synthetic task's prompts, the preference source a gpm RewardModel checkpoint."""
+    reward_path = tmp_path / "gpm"
+    RewardModel.from_backbone(str(tiny_checkpoints["llama"]), head="gpm").save_pretrained(reward_path)
+    out = tmp_path / "nash"
+    argv = ["--trainer", "nash", "--model_name_or_path", str(tiny_checkpoints["llama"]), "--output_dir", str(out)]
+    argv += ["--dataset_name", "synthetic:cyclic", "--synthetic_train_size", "16", "--max_steps", "2", *FAST]
+    argv += ["--reward_model_path", str(reward_path), "--max_completion_length", "4", "--opponent", "policy"]
+    argv += ["--loss", "sppo_online", "--beta", "0.2"]
+    assert main(argv) == 0
+    (trainer,) = recorded
+    assert trainer.args.opponent == "policy" and trainer.loss_spec.name == "sppo_online" and trainer.args.beta == 0.2
+    assert trainer.prefer.source.head_name == "gpm" and trainer.state.global_step == 2
+    assert trainer.train_dataset.column_names == ["prompt"] and (out / "config.json").is_file()
+
+
+def test_nash_without_a_preference_source_is_one_clear_line(
+    tiny_checkpoints: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--trainer", "nash", "--model_name_or_path", str(tiny_checkpoints["llama"]), "--output_dir", str(tmp_path)]
+    assert main([*argv, "--dataset_name", "synthetic:cyclic", *FAST]) == 2
+    assert "`--trainer nash` needs a preference source" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                *argv,
+                "--dataset_name",
+                "synthetic:cyclic",
+                "--reward_model_path",
+                "synthetic:cyclic",
+                "--loss",
+                "dpo",
+                *FAST,
+            ]
+        )
+        == 2
+    )
+    assert "the Nash trainer needs an online loss" in capsys.readouterr().err
+
+
 def test_ppo_without_a_reward_is_one_clear_line(
     tiny_checkpoints: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -240,7 +282,8 @@ def test_ppo_without_a_reward_is_one_clear_line(
 def test_unknown_trainer_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["train", "--trainer", "kto"]) == 2
     assert (
-        "`--trainer` must be one of ['ppo', 'preference', 'reward', 'unpaired'], got 'kto'" in capsys.readouterr().err
+        "`--trainer` must be one of ['nash', 'ppo', 'preference', 'reward', 'unpaired'], got 'kto'"
+        in capsys.readouterr().err
     )
 
 

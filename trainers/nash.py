@@ -50,9 +50,12 @@ class NashConfig(_compat.GRPOConfig):
     )
     beta: float = field(default=0.1, metadata={"help": "KL regularisation towards the reference (the papers' τ)."})
     opponent: str = field(default="mixture", metadata={"help": f"Where y′ comes from: one of {OPPONENTS}."})
-    mixture_coef: float | list[float] = field(
-        default=0.5,
-        metadata={"help": "μ of the geometric mixture (opponent='mixture'); a list gives one value per epoch."},
+    mixture_coef: list[float] = field(
+        default_factory=lambda: [0.5],
+        metadata={
+            "help": "μ of the geometric mixture (opponent='mixture'): one value, or one per epoch (the last one "
+            "holds after); a float works too."
+        },
     )
     ema_decay: float = field(default=0.99, metadata={"help": "Decay of the policy average (opponent='ema')."})
     snapshot_every: int = field(default=50, metadata={"help": "Steps between snapshots (opponent='snapshots')."})
@@ -60,7 +63,9 @@ class NashConfig(_compat.GRPOConfig):
     num_generations: int | None = field(default=2, metadata={"help": "Policy samples per prompt."})
 
     def __post_init__(self) -> None:
-        coefs = self.mixture_coef if isinstance(self.mixture_coef, list) else [self.mixture_coef]
+        if not isinstance(self.mixture_coef, list):
+            self.mixture_coef = [float(self.mixture_coef)]
+        coefs = self.mixture_coef
         checks = [
             ("beta", self.beta > 0, "must be > 0 (the reference anchors every Nash loss)"),
             ("opponent", self.opponent in OPPONENTS, f"must be one of {OPPONENTS}"),
@@ -155,10 +160,8 @@ class NashTrainer(_compat.GRPOTrainer):
     # ---- the opponent ---------------------------------------------------------------------------------------------
 
     def mixture_coef(self) -> float:
-        coef = self.args.mixture_coef
-        if isinstance(coef, list):
-            return float(coef[min(int(self.state.epoch or 0), len(coef) - 1)])
-        return float(coef)
+        coefs = self.args.mixture_coef
+        return float(coefs[min(int(self.state.epoch or 0), len(coefs) - 1)])
 
     def _reference(self) -> Component:
         if self.ref_model is not None:

@@ -6,7 +6,9 @@ The arguments are TRL's own: `ScriptArguments` (the dataset), `ModelConfig` (mod
 with `--trainer unpaired`, `UnpairedPreferenceConfig`: every `KTOConfig` field plus `loss`, `loss_weights`,
 `loss_kwargs`; with `--trainer reward`, `RewardModelConfig`: every `RewardConfig` field plus `head`, `head_kwargs`,
 `pooling`, `head_learning_rate`; with `--trainer ppo`, `PPOConfig`: every `GRPOConfig` field plus `kl_coef`, `gamma`,
-`lam`, `num_ppo_epochs`, `num_mini_batches`, `cliprange`, `vf_coef`, ... and the reward in `--reward_model_path`),
+`lam`, `num_ppo_epochs`, `num_mini_batches`, `cliprange`, `vf_coef`, ... and the reward in `--reward_model_path`;
+with `--trainer nash`, `NashConfig`: every `GRPOConfig` field plus `loss` (nash_md, sppo_online, online_ipo),
+`opponent`, `mixture_coef`, ... and the preference source in `--reward_model_path`),
 parsed by `trl.TrlParser`, so any field works as a `--flag` or as a key of the
 `--config` YAML file, and flags override the file. Examples:
 
@@ -18,6 +20,8 @@ parsed by `trl.TrlParser`, so any field works as a `--flag` or as a key of the
         --dataset_name synthetic:cyclic --synthetic_win_prob --output_dir runs/gpm --use_cpu
     trl-plus train --trainer ppo --model_name_or_path runs/demo/sft --dataset_name synthetic:transitive \\
         --reward_model_path synthetic:transitive --use_peft --output_dir runs/ppo --use_cpu
+    trl-plus train --trainer nash --model_name_or_path runs/demo/sft --dataset_name synthetic:cyclic \\
+        --reward_model_path runs/gpm --output_dir runs/nash --use_cpu
     trl-plus train --config my.yaml --learning_rate 1e-5
     python -m trl_plus.train --config my.yaml
     accelerate launch --config_file scripts/accelerate/multi_gpu.yaml -m trl_plus.train --config my.yaml
@@ -25,8 +29,8 @@ parsed by `trl.TrlParser`, so any field works as a `--flag` or as a key of the
 `--dataset_name` takes a directory saved with `Dataset.save_to_disk`/`DatasetDict.save_to_disk`, a local
 .json/.jsonl/.parquet/.csv file (or a directory of them), a Hub dataset id, or `synthetic:<task>` for a
 synthetic task's preference data built offline (`trl-plus task <name>` shows the oracle). The unpaired trainer takes
-prompt/completion/label rows, or pairs, which it unpairs. The PPO trainer reads the `prompt` column of any of these
-(`synthetic:<task>` gives it the task's prompts).
+prompt/completion/label rows, or pairs, which it unpairs. The online trainers (PPO, Nash) read the `prompt` column
+of any of these (`synthetic:<task>` gives them the task's prompts).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
 
 from trl_plus.errors import run_reporting_errors
+from trl_plus.trainers.nash import NashConfig, NashTrainer
 from trl_plus.trainers.ppo import PPOConfig, PPOTrainer
 from trl_plus.trainers.preference import PreferenceConfig, PreferenceTrainer
 from trl_plus.trainers.reward import RewardModelConfig, RewardModelTrainer
@@ -56,7 +61,9 @@ TRAINERS: dict[str, tuple[type, type]] = {
     "unpaired": (UnpairedPreferenceConfig, UnpairedPreferenceTrainer),
     "reward": (RewardModelConfig, RewardModelTrainer),
     "ppo": (PPOConfig, PPOTrainer),
+    "nash": (NashConfig, NashTrainer),
 }
+ONLINE_TRAINERS = ("ppo", "nash")
 
 
 @dataclass
@@ -69,7 +76,9 @@ class TrainScriptArguments(ScriptArguments):
             "help": "`preference`: PreferenceTrainer (DPOTrainer's loop; paired and ranked data). `unpaired`: "
             "UnpairedPreferenceTrainer (KTOTrainer's loop; thumbs-up/down rows) with its KTOConfig fields. `reward`: "
             "RewardModelTrainer (RewardTrainer's loop; a reward model with any registered head). `ppo`: PPOTrainer "
-            "(GRPOTrainer's loop; a critic, GAE and a per-token KL penalty) against `--reward_model_path`.",
+            "(GRPOTrainer's loop; a critic, GAE and a per-token KL penalty) against `--reward_model_path`. `nash`: "
+            "NashTrainer (GRPOTrainer's loop; Nash-MD, self-play, online SPPO) against the preference source in "
+            "`--reward_model_path`.",
             "choices": sorted(TRAINERS),
         },
     )
@@ -112,8 +121,9 @@ class TrainScriptArguments(ScriptArguments):
     reward_model_path: str | None = field(
         default=None,
         metadata={
-            "help": "With `--trainer ppo`: the reward. A RewardModel checkpoint (saved by `--trainer reward`), a "
-            "sequence-classification checkpoint or Hub id, or `synthetic:<task>` for the task's oracle reward."
+            "help": "With `--trainer ppo`: the reward; with `--trainer nash`: the preference source. A RewardModel "
+            "checkpoint (saved by `--trainer reward`; any head, gpm for nash), a sequence-classification checkpoint or "
+            "Hub id, or `synthetic:<task>` for the task's oracle."
         },
     )
     reward_reduce: str = field(
@@ -221,7 +231,7 @@ def synthetic_dataset(task_name: str, script_args: TrainScriptArguments) -> Data
     conversational = script_args.synthetic_conversational
     splits: dict[str, Dataset] = {}
     for seed, (split, size) in enumerate(sizes.items()):
-        if script_args.trainer == "ppo":  # online: prompts only; the completions come from the policy
+        if script_args.trainer in ONLINE_TRAINERS:  # online: prompts only; the completions come from the policy
             prompts = task.prompts(size, seed=seed, stream="sft" if split == "train" else "eval")
             rows = [[{"role": "user", "content": p}] for p in prompts] if conversational else prompts
             splits[split] = Dataset.from_dict({"prompt": rows})
@@ -344,9 +354,36 @@ def _ppo_sources(script_args: TrainScriptArguments) -> dict[str, Any]:
     return {"reward_funcs": reward, "value_model": value}
 
 
+def _nash_preference(script_args: TrainScriptArguments) -> Any:
+    """NashTrainer's preference source from `--reward_model_path`."""
+    from trl_plus.reward_model import HEAD_CONFIG, RewardModel
+    from trl_plus.synthetic import TASKS, get_task
+
+    name = script_args.reward_model_path
+    if not name:
+        raise ArgumentError(
+            "`--trainer nash` needs a preference source: pass `--reward_model_path` with a RewardModel checkpoint "
+            "(from `--trainer reward --head gpm`, say), a sequence-classification checkpoint or Hub id, or "
+            "`synthetic:<task>` for the task's oracle."
+        )
+    if name.startswith(SYNTHETIC_PREFIX):
+        task_name = name.removeprefix(SYNTHETIC_PREFIX)
+        if task_name not in TASKS:
+            raise ArgumentError(
+                f"Unknown synthetic task {task_name!r} in `--reward_model_path`; one of {sorted(TASKS)}."
+            )
+        return get_task(task_name, seed=script_args.synthetic_task_seed)
+    path = Path(name).expanduser()
+    if (path / HEAD_CONFIG).is_file():
+        return RewardModel.from_pretrained(path)
+    if path.exists() or not _looks_like_path(name):
+        return str(path) if path.exists() else name
+    raise ArgumentError(f"The reward model path {name!r} does not exist, and it is not a Hub model id either.")
+
+
 def train(
     script_args: TrainScriptArguments,
-    training_args: PreferenceConfig | UnpairedPreferenceConfig | RewardModelConfig | PPOConfig,
+    training_args: PreferenceConfig | UnpairedPreferenceConfig | RewardModelConfig | PPOConfig | NashConfig,
     model_args: ModelConfig,
 ) -> Path:
     """Load the data and the model, train, save to `output_dir`, and return that directory."""
@@ -372,6 +409,8 @@ def train(
     training_args.model_init_kwargs = model_init_kwargs
 
     extra = _ppo_sources(script_args) if script_args.trainer == "ppo" else {}
+    if script_args.trainer == "nash":
+        extra = {"preference": _nash_preference(script_args)}
     trainer = TRAINERS[script_args.trainer][1](
         model=model,
         args=training_args,

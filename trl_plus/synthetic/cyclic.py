@@ -140,3 +140,21 @@ def scalar_ceiling() -> float:
         rewards = {cls: float(-rank) for rank, cls in enumerate(order)}
         best = max(best, scalar_agreement(rewards))
     return best
+
+
+def class_shares(completions: list[Text]) -> dict[str, float]:
+    """The share of each class (A … E2 and X, malformed) among `completions`."""
+    task = CyclicTask()
+    labels = (*CLASSES, MALFORMED)
+    counts = dict.fromkeys(labels, 0)
+    for completion in completions:
+        counts[task.classify(completion)] += 1
+    total = max(len(completions), 1)
+    return {label: counts[label] / total for label in labels}
+
+
+def class_exploitability(shares: dict[str, float]) -> float:
+    """The best response's win rate against a policy with these class shares: max over well-formed classes y of
+    Σ_c share(c)·P(y ≻ c). ½ at the Nash equilibrium (uniform over A, B, C); 0.55 for a policy that always plays D."""
+    weights = np.array([shares.get(label, 0.0) for label in (*CLASSES, MALFORMED)])
+    return float((PREFERENCE[: len(CLASSES)] @ weights).max() / max(weights.sum(), 1e-12))
