@@ -108,21 +108,28 @@ def test_a_small_comparison_writes_the_table_the_csv_and_the_plots(
 def test_online_methods_train_on_the_prompts_against_the_oracle_or_a_reward_model(
     reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`ppo` (oracle reward) and `ppo:bt` / `grpo:bt` (a bt reward model trained first, once per seed, shared)."""
+    """`ppo` (oracle reward), `ppo:bt` / `grpo:bt` (a bt reward model trained first, once per seed, shared) and
+    `nash:gpm` (a gpm model as the preference)."""
     config = CompareConfig(
-        losses=(), online="ppo,ppo:bt,grpo:bt", task="transitive", model=str(reference), out_dir=tmp_path, **SMALL
+        losses=(),
+        online="ppo,ppo:bt,grpo:bt,nash:gpm",
+        task="transitive",
+        model=str(reference),
+        out_dir=tmp_path,
+        **SMALL,
     )
     comparison = compare(config)
     rows = _csv_rows(tmp_path / "compare.csv")
-    assert [row["method"] for row in rows] == ["ppo", "ppo:bt", "grpo:bt"]
+    assert [row["method"] for row in rows] == ["ppo", "ppo:bt", "grpo:bt", "nash:gpm"]
     for row in rows:
         assert row["status"] == "ok" and row["input"] == "online" and row["seeds"] == 2, row
         assert 0.0 <= row["win_rate_ci_low"] <= row["win_rate"] <= row["win_rate_ci_high"] <= 1.0
         assert math.isfinite(row["kl"]) and row["step_time_s"] > 0
+        assert 0.0 < row["exploitability"] <= 1.0
     with (tmp_path / "curves.csv").open() as file:
         points = {(r["method"], r["seed"], r["step"]) for r in csv.DictReader(file)}
     assert ("ppo:bt", "1", "3") in points and ("ppo", "0", "0") in points
-    assert "Compared 3 method(s)" in capsys.readouterr().out
+    assert "Compared 4 method(s)" in capsys.readouterr().out
     assert all(result.runs for result in comparison.results)
 
 
@@ -133,15 +140,21 @@ def test_online_rows_take_their_own_config_fields_and_completion_length(referenc
     from trl_plus.synthetic import get_task
 
     task = get_task("transitive")
-    kwargs = {"ppo": {"kl_coef": 0.3, "lam": 0.9}, "grpo": {"beta": 0.2}}
-    config = CompareConfig(losses=(), online="ppo,grpo", online_kwargs=kwargs, online_max_new_tokens=5, **SMALL)
+    kwargs = {"ppo": {"kl_coef": 0.3, "lam": 0.9}, "grpo": {"beta": 0.2}, "nash": {"opponent": "policy"}}
+    config = CompareConfig(losses=(), online="ppo,grpo,nash", online_kwargs=kwargs, online_max_new_tokens=5, **SMALL)
     prompts = Dataset.from_dict({"prompt": task.prompts(8)})
-    ppo, grpo = (
+    ppo, grpo, nash = (
         _online_trainer(method, tmp_path / method.label, prompts, 4, config, reference, 0, task)
         for method in parse_online(config.online, oracle=True, online_kwargs=kwargs)
     )
     assert (ppo.args.kl_coef, ppo.args.lam, ppo.args.num_ppo_epochs, ppo.args.max_completion_length) == (0.3, 0.9, 4, 5)
     assert (grpo.args.beta, grpo.args.num_generations, grpo.args.max_completion_length) == (0.2, 4, 5)
+    assert (nash.args.opponent, nash.args.beta, nash.args.loss, nash.args.max_completion_length) == (
+        "policy",
+        0.05,
+        "nash_md",
+        5,
+    )
 
 
 @pytest.mark.parametrize("pooling", ["mean", "last"])
@@ -280,7 +293,7 @@ def test_own_dataset_without_an_oracle(
         (["--losses", "dpo", "--heads", "gmp"], "Unknown reward head 'gmp'. Did you mean 'gpm'?"),
         (["--losses", "dpo", "--curve-prompts", "1"], "curve_prompts must be at least 2"),
         (["--losses", "dpo", "--loss-kwargs", "[1]"], "loss_kwargs must map names to hyperparameters"),
-        (["--online", "dppo"], "Unknown online method 'dppo': use one of ['ppo', 'grpo']"),
+        (["--online", "dppo"], "Unknown online method 'dppo': use one of ['ppo', 'grpo', 'nash']"),
         (["--online", "ppo:gpm"], "Use grpo:gpm, or a scalar head with ppo"),
         (["--online", "ppo:btt"], "Unknown reward head 'btt'"),
         (["--online", "ppo,ppo"], "Online method named twice: 'ppo'"),
@@ -288,6 +301,7 @@ def test_own_dataset_without_an_oracle(
         (["--online", "ppo", "--online-kwargs", '{"grpo": {"beta": 0}}'], "names ['grpo'], which no compared online"),
         (["--online", "ppo", "--online-kwargs", '{"ppo": {"kl_coeff": 0}}'], "which PPOConfig does not have"),
         (["--online", "ppo", "--online-max-new-tokens", "0"], "online_max_new_tokens must be at least 1"),
+        (["--online", "nash", "--online-kwargs", '{"nash": {"kl_coef": 0}}'], "which NashConfig does not have"),
     ],
 )
 def test_bad_settings_fail_before_any_work(

@@ -297,11 +297,13 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--losses", default="dpo,ipo,simpo,orpo,kto,plackett_luce", help="methods; `a+b` sums losses")
     cmp.add_argument("--heads", help="reward-model heads to train on the same data too, e.g. bt,gpm (rows rm:NAME)")
     cmp.add_argument(
-        "--online", help="online methods on the same prompts: ppo, grpo (oracle reward), ppo:bt (a bt reward model)"
+        "--online",
+        help="online methods on the same prompts: ppo, grpo, nash (the oracle), ppo:bt, nash:gpm (a reward model)",
     )
     cmp.add_argument("--online-learning-rate", type=float, default=1e-3, help="for the online methods (default 1e-3)")
     cmp.add_argument(
-        "--online-kwargs", help='JSON PPOConfig/GRPOConfig fields by online row, e.g. \'{"ppo:bt": {"kl_coef": 0.2}}\''
+        "--online-kwargs",
+        help='JSON PPOConfig/GRPOConfig/NashConfig fields by online row, e.g. \'{"ppo:bt": {"kl_coef": 0.2}}\'',
     )
     cmp.add_argument(
         "--reward-pooling", choices=("mean", "last"), default="mean", help="reward models' pooling (default mean)"
@@ -321,7 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--n", type=int, default=256, help="held-out prompts per seed, and at most as many pairs")
     cmp.add_argument("--curve-points", type=int, default=4, help="curve points after step 0 (0: no curve)")
     cmp.add_argument("--curve-prompts", type=int, default=64, help="prompts per evaluation during training")
-    cmp.add_argument("--metrics", help="comma list of win_rate, accuracy, kl, cost (default: all the data allows)")
+    cmp.add_argument(
+        "--metrics", help="comma list of win_rate, exploitability, accuracy, kl, cost (default: all the data allows)"
+    )
     cmp.add_argument("--loss-kwargs", help='JSON hyperparameters by loss, e.g. \'{"simpo": {"beta": 2.5}}\'')
     cmp.add_argument(
         "--learning-rate", type=float, default=1e-4, help="offline losses and reward models (default 1e-4)"

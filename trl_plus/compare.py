@@ -14,21 +14,26 @@ Two modes:
 budget (`RewardModelTrainer`; every ordered pair of each list, or the lists themselves for a listwise head), scored
 by their head's held-out accuracy; they have no samples, so no win rate or KL.
 
-`--online ppo,grpo,ppo:bt` adds online methods (`PPOTrainer`, TRL's `GRPOTrainer`): they train on the dataset's
-prompts, sampling their own completions, for the same steps and seeds, at `--online-learning-rate`. `ppo` / `grpo`
-use the task's oracle reward; `ppo:HEAD` / `grpo:HEAD` a reward model with that head, first trained on the same data
-and budget as the `rm:HEAD` row (trained once per seed, shared by the rows that use it). Each step takes
-`--batch-size` completions (GRPO: groups of 4 per prompt; PPO: one per prompt), and each rollout is used for 4
-passes (PPO's `num_ppo_epochs`, GRPO's `num_iterations`), so a run samples steps × batch size / 4 completions.
-`--online-max-new-tokens` caps their completions while training (default: the evaluation's 16; 8 made PPO stable
-on the synthetic tasks, whose answers are 2–3 words), and `--online-kwargs '{"ppo:bt": {"kl_coef": 0.2}}'` sets
-any `PPOConfig` / `GRPOConfig` field of one row.
+`--online ppo,grpo,nash,ppo:bt` adds online methods (`PPOTrainer`, TRL's `GRPOTrainer`, `NashTrainer`): they train
+on the dataset's prompts, sampling their own completions, for the same steps and seeds, at `--online-learning-rate`.
+`ppo` / `grpo` / `nash` use the task's oracle (reward, or preference for nash); `ppo:HEAD` / `grpo:HEAD` / `nash:HEAD`
+a reward model with that head, first trained on the same data and budget as the `rm:HEAD` row (trained once per seed,
+shared by the rows that use it; nash reads it as a preference, P(a ≻ b), so `nash:gpm` plays a general preference
+model). Each step takes `--batch-size` completions (GRPO: groups of 4 per prompt; PPO: one per prompt; Nash: two per
+prompt, each against its own sample of the geometric mixture of policy and reference, Nash-MD with β = 0.05). PPO and
+GRPO use each rollout for 4 passes (`num_ppo_epochs`, `num_iterations`), so they sample steps × batch size / 4
+completions; Nash uses each once. `--online-max-new-tokens` caps their completions while training (default: the
+evaluation's 16; 8 made PPO stable on the synthetic tasks, whose answers are 2–3 words), and
+`--online-kwargs '{"ppo:bt": {"kl_coef": 0.2}}'` sets any `PPOConfig` / `GRPOConfig` / `NashConfig` field of one row.
 
 Training runs on the CPU. Per method, over `--seeds` training runs (seed s orders the data and draws the `--n`
 held-out prompts and the samples for the win rate and KL; the held-out pairs are the same for every seed):
 
 - `win rate`: the oracle's win rate of the method's samples against the reference's (task mode), its mean over
   seeds and a 95% interval that counts both the seeds' spread and each seed's sampling error (see `pooled`);
+- `exploitability` (task mode): the best response's win rate against the policy, ½ at a Nash equilibrium; exact at
+  the class level on `cyclic`, elsewhere a lower bound from 4 samples per prompt of the policy and the reference
+  (`trl_plus.synthetic.exploitability`), the mean over seeds;
 - `accuracy` / `margin`: held-out pairs ordered by the implicit reward log π − log π_ref, the same for every method
   (DPO's reward up to β), or by a reward model's P(chosen ≻ rejected); in task mode the pairs are two samples of
   the reference per prompt, oriented by the oracle's preference (pairs the oracle ties are left out);
@@ -61,8 +66,8 @@ from typing import Any, TextIO
 from trl_plus.cost import PeakMemory, StepClock
 
 DEFAULT_LOSSES = "dpo,ipo,simpo,orpo,kto,plackett_luce"
-METRICS = ("win_rate", "accuracy", "kl", "cost")
-ORACLE_METRICS = ("win_rate",)
+METRICS = ("win_rate", "exploitability", "accuracy", "kl", "cost")
+ORACLE_METRICS = ("win_rate", "exploitability")
 PLOT_HINT = "Plots skipped: matplotlib is not installed; `pip install 'trl-plus[plot]'` adds them."
 
 
@@ -121,6 +126,7 @@ class Run:
     seed: int
     win_rate: float | None = None
     win_rate_stderr: float | None = None
+    exploitability: float | None = None
     accuracy: float | None = None
     margin: float | None = None
     kl: float | None = None
@@ -212,8 +218,9 @@ def parse_heads(heads: str | Sequence[str]) -> list[Method]:
     return [Method(f"rm:{spec.name}", (), "reward model", head=spec.name) for spec in specs]
 
 
-ONLINE = ("ppo", "grpo")
+ONLINE = ("ppo", "grpo", "nash")
 GRPO_GROUP = 4  # completions per prompt for GRPO rows
+NASH_BETA = 0.05  # Nash rows' KL regularisation (NashConfig's other defaults: nash_md, mixture opponent, μ = 0.5)
 
 
 def parse_online(
@@ -225,6 +232,7 @@ def parse_online(
 
     from trl_plus.registry import get_reward_head
     from trl_plus.trainers._compat import GRPOConfig
+    from trl_plus.trainers.nash import NashConfig
     from trl_plus.trainers.ppo import PPOConfig
 
     methods: list[Method] = []
@@ -245,10 +253,11 @@ def parse_online(
         if any(m.label == name for m in methods):
             raise ValueError(f"Online method named twice: {name!r}; each is one row.")
         kwargs = (online_kwargs or {}).get(name)
-        fields = {f.name for f in dataclasses.fields(PPOConfig if trainer == "ppo" else GRPOConfig)}
+        config_class = {"ppo": PPOConfig, "grpo": GRPOConfig, "nash": NashConfig}[trainer]
+        fields = {f.name for f in dataclasses.fields(config_class)}
         unknown = sorted(set(kwargs or {}) - fields)
         if unknown:
-            raise ValueError(f"online_kwargs[{name!r}] names {unknown}, which {trainer.upper()}Config does not have.")
+            raise ValueError(f"online_kwargs[{name!r}] names {unknown}, which {config_class.__name__} does not have.")
         methods.append(Method(name, (), "online", head=head or None, online=trainer, online_kwargs=kwargs))
     unused = sorted(set(online_kwargs or {}) - {m.label for m in methods})
     if unused:
@@ -581,6 +590,17 @@ class _Evaluator:
         if "win_rate" in metrics:
             result = self.win_rate(policy, seed, self.config.n)
             run.win_rate, run.win_rate_stderr = result.win_rate, result.stderr
+        if "exploitability" in metrics:
+            from trl_plus.synthetic import exploitability
+
+            run.exploitability = exploitability(
+                (policy, self.tokenizer),
+                self.task,
+                n=self.config.n,
+                seed=seed,
+                reference=(self.reference, self.tokenizer),
+                max_new_tokens=self.config.max_new_tokens,
+            )
         if "accuracy" in metrics and self.data.pairs[0]:
             accuracy = self.accuracy(policy)
             run.accuracy, run.margin = accuracy.accuracy, accuracy.margin.mean
@@ -664,6 +684,7 @@ def _online_trainer(
 
     from trl_plus.demo import online_training_args
     from trl_plus.rewards import as_reward_func
+    from trl_plus.trainers.nash import NashConfig, NashTrainer
     from trl_plus.trainers.ppo import PPOConfig, PPOTrainer
 
     args = online_training_args(
@@ -678,6 +699,9 @@ def _online_trainer(
     if method.online == "ppo":
         args.update({"num_ppo_epochs": 4, **(method.online_kwargs or {})})
         return PPOTrainer(str(reference_path), reward_funcs=reward, args=PPOConfig(**args), train_dataset=prompts)
+    if method.online == "nash":
+        args.update({"beta": NASH_BETA, **(method.online_kwargs or {})})
+        return NashTrainer(str(reference_path), preference=reward, args=NashConfig(**args), train_dataset=prompts)
     args.update({"num_generations": GRPO_GROUP, "num_iterations": 4, "beta": 0.05, **(method.online_kwargs or {})})
     grpo = GRPOConfig(**args)
     return GRPOTrainer(str(reference_path), reward_funcs=as_reward_func(reward), args=grpo, train_dataset=prompts)
@@ -917,6 +941,7 @@ CSV_COLUMNS = (
     "win_rate",
     "win_rate_ci_low",
     "win_rate_ci_high",
+    "exploitability",
     "accuracy",
     "margin",
     "kl",
@@ -938,6 +963,8 @@ def summary(result: MethodResult) -> dict[str, Any]:
     if runs[0].win_rate is not None:
         mean, half = pooled([r.win_rate or 0.0 for r in runs], [r.win_rate_stderr or 0.0 for r in runs])
         row.update(win_rate=mean, win_rate_ci_low=max(0.0, mean - half), win_rate_ci_high=min(1.0, mean + half))
+    if runs[0].exploitability is not None:
+        row["exploitability"] = statistics.fmean(r.exploitability or 0.0 for r in runs)
     if runs[0].accuracy is not None:
         row["accuracy"] = statistics.fmean(r.accuracy or 0.0 for r in runs)
         row["margin"] = statistics.fmean(r.margin or 0.0 for r in runs)
@@ -965,7 +992,7 @@ def table_cells(row: dict[str, Any], *, oracle: bool) -> list[str]:
             if row["win_rate"] is None
             else f"{row['win_rate']:.3f} [{row['win_rate_ci_low']:.3f}, {row['win_rate_ci_high']:.3f}]"
         )
-        cells.append(interval)
+        cells += [interval, _number(row["exploitability"])]
     kl = "–" if row["kl"] is None else f"{row['kl']:.3f} ± {row['kl_ci_half']:.3f}"
     cells += [_number(row["accuracy"]), _number(row["margin"]), kl, _number(row["step_time_s"], 4)]
     cells += [_number(row["peak_mem_mib"], 0), row["status"]]
@@ -975,7 +1002,7 @@ def table_cells(row: dict[str, Any], *, oracle: bool) -> list[str]:
 def table_headers(*, oracle: bool) -> list[str]:
     headers = ["method", "input", "seeds"]
     if oracle:
-        headers.append("win rate vs reference [95% CI]")
+        headers += ["win rate vs reference [95% CI]", "exploitability"]
     return [*headers, "held-out acc.", "margin", "KL(π‖π_ref) ± 95%", "step time (s)", "peak mem (MiB)", "status"]
 
 

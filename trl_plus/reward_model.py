@@ -400,7 +400,15 @@ class RewardFunction:
         # TRL names each reward function's logged metrics after `__name__`.
         self.__name__ = f"reward_model_{model.head_name}"
 
-    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **_: Any) -> list[float]:
+    def __call__(
+        self, prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Any = None, **_: Any
+    ) -> list[float]:
+        if completion_ids is not None and self.model.tokenizer is not None:
+            # TRL decodes completions alone, which drops a SentencePiece first word's leading space; read them as
+            # they follow the prompt (left as they are when this tokenizer decodes the ids to other text).
+            from trl_plus.trainers._online import completions_in_context
+
+            completions = completions_in_context(self.model.tokenizer, prompts, completions, completion_ids)
         outputs, states = [], []
         for start in range(0, len(prompts), self.batch_size):
             part = slice(start, start + self.batch_size)

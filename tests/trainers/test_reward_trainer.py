@@ -227,6 +227,20 @@ def test_reward_function_gives_one_float_per_completion(llama: Path) -> None:
         RewardFunction(bt, reduce="conservative")
 
 
+def test_reward_function_reads_trl_completions_after_their_prompt(llama: Path) -> None:
+    """TRL decodes completion ids alone ("kite map", the leading space lost); with `completion_ids` the reward model
+    scores " kite map" after the prompt, as it was trained to read it."""
+    bt = RewardModel.from_backbone(llama, head="bt")
+    tokenizer = bt.tokenizer
+    prompts = ["Packing for the beach. Name 2 items:"] * 2
+    ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in (" kite map", " lamp rope")]
+    alone = tokenizer.batch_decode(ids, skip_special_tokens=True)
+    assert alone == ["kite map", "lamp rope"]
+    rewards = RewardFunction(bt)(prompts=prompts, completions=alone, completion_ids=ids)
+    assert rewards == pytest.approx(bt.score(prompts, [" kite map", " lamp rope"]).tolist(), abs=1e-6)
+    assert rewards != pytest.approx(bt.score(prompts, alone).tolist(), abs=1e-6)
+
+
 @pytest.mark.parametrize("online", ["grpo", "rloo"])
 def test_trl_online_trainers_take_the_reward_function(online: str, llama: Path, training_args: Any) -> None:
     import trl

@@ -16,6 +16,7 @@ from trl_plus.synthetic.cyclic import CyclicTask
 from trl_plus.synthetic.evaluate import (
     OracleAgreement,
     WinRate,
+    exploitability,
     oracle_agreement,
     policy_preference_dataset,
     sample_completions,
@@ -45,6 +46,7 @@ __all__ = [
     "TransitiveTask",
     "WinRate",
     "as_text",
+    "exploitability",
     "get_task",
     "oracle_agreement",
     "policy_preference_dataset",

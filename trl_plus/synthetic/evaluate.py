@@ -249,6 +249,46 @@ def win_rate(
     )
 
 
+def exploitability(
+    policy: Policy,
+    task: SyntheticTask,
+    *,
+    n: int = 256,
+    k: int = 4,
+    seed: int = 0,
+    reference: Policy | None = None,
+    max_new_tokens: int = 16,
+    batch_size: int = 64,
+) -> float:
+    """How far a best response beats the policy: max over answers y of E_{y′~π}[P(y ≻ y′)], averaged over `n`
+    held-out prompts. ½ at a Nash equilibrium; higher is more exploitable.
+
+    On `cyclic` it is exact at the class level (from the class shares of n·k samples; see
+    `cyclic.class_exploitability`). Elsewhere it is estimated per prompt from k samples of the policy, the best
+    response taken among those samples and k of `reference` (when given): a lower bound on the true value.
+    """
+    from trl_plus.synthetic.cyclic import CyclicTask, class_exploitability, class_shares
+
+    model, tokenizer = load_policy(policy)
+    prompts = task.prompts(n, seed=seed, stream="eval")
+    groups = sample_groups(
+        model, tokenizer, prompts, k, seed=seed, max_new_tokens=max_new_tokens, batch_size=batch_size
+    )
+    if isinstance(task, CyclicTask):
+        return class_exploitability(class_shares([a for group in groups for a in group]))
+    rivals = groups
+    if reference is not None:
+        ref_model, ref_tokenizer = load_policy(reference)
+        rivals = sample_groups(
+            ref_model, ref_tokenizer, prompts, k, seed=seed + 1, max_new_tokens=max_new_tokens, batch_size=batch_size
+        )
+    total = 0.0
+    for prompt, own, extra in zip(prompts, groups, rivals, strict=True):
+        candidates = list(dict.fromkeys([*own, *extra]))
+        total += max(sum(task.prefer(prompt, y, other) for other in own) / len(own) for y in candidates)
+    return total / len(prompts)
+
+
 def policy_preference_dataset(
     policy: Policy,
     task: SyntheticTask,
