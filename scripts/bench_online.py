@@ -3,6 +3,7 @@
     python scripts/bench_online.py              # default workload, about 10 minutes on 2 CPU cores (+2 on first use)
     python scripts/bench_online.py --quick      # smoke check, under 2 minutes once the TRL 1.9.2 venv exists
     python scripts/bench_online.py --only ppo-qlora trl19-ppo --rollouts 5 --out bench.md
+    python scripts/bench_online.py --family nash   # NashTrainer next to TRL 1.9.2's NashMDTrainer
 
 Configurations, all on the same tiny llama, the same sequence-classification reward model, prompts, rollout size,
 generation length, PPO epochs and seed. The llama is built locally (`trl_plus.testing.make_tiny`; by default hidden
@@ -24,6 +25,17 @@ saved once and loaded by every run:
   machinery without a critic, on the same nf4 base + LoRA or in fp32.
 
 Targets (from the issue), for `ppo-qlora` against `trl19-ppo`: peak memory ≤ 0.4×, rollout time ≤ 1.0×.
+
+`--family nash` runs the Nash-MD comparison instead, on the same checkpoints and prompts:
+
+- `nash-full` (the headline): `trl_plus.trainers.NashTrainer` (`nash_md`, geometric-mixture opponent, μ = 0.5) in
+  fp32: policy and reference, the reward model read as the preference σ(r_y − r_y′);
+- `nash-qlora`: the same on one nf4 base + LoRA (the reference and the mixture's second factor = adapters off);
+- `trl19-nash` (the baseline): TRL 1.9.2's `trl.experimental.nash_md.NashMDTrainer` with its fp32 `ref_model` and
+  the same reward model (its probability is the same σ of the score difference).
+
+One rollout is one optimizer step on `--batch-size` policy completions, each scored against one mixture sample.
+Targets (from the issue), for `nash-full` against `trl19-nash`: time ≤ 1.0×, memory ≤ 1.0×.
 
 What is measured:
 
@@ -105,14 +117,14 @@ WORKER_TIMEOUT_S = 1800
 @dataclass(frozen=True)
 class RunSpec:
     key: str
-    trainer: str  # "trl_plus_ppo", "grpo" or "legacy_ppo"
+    trainer: str  # "trl_plus_ppo", "grpo", "trl_plus_nash", "legacy_ppo" or "legacy_nash"
     qlora: bool
     label: str
     holds: str  # which models the run keeps in memory
 
     @property
     def legacy(self) -> bool:
-        return self.trainer == "legacy_ppo"
+        return self.trainer.startswith("legacy_")
 
 
 SPECS = {
@@ -154,8 +166,47 @@ SPECS = {
             "TRL `GRPOTrainer`, fp32, no PEFT",
             "fp32 policy, reference, reward model; no critic",
         ),
+        RunSpec(
+            "nash-full",
+            "trl_plus_nash",
+            False,
+            "trl-plus `NashTrainer` (nash_md), fp32, no PEFT",
+            "fp32 policy, reference, reward model (as the preference σ(r_a − r_b))",
+        ),
+        RunSpec(
+            "nash-qlora",
+            "trl_plus_nash",
+            True,
+            "trl-plus `NashTrainer` (nash_md), nf4 base + LoRA policy",
+            "one nf4 base (policy = LoRA, reference = adapters off) + fp32 reward model",
+        ),
+        RunSpec(
+            "trl19-nash",
+            "legacy_nash",
+            False,
+            f"TRL {LEGACY_TRL} `experimental.nash_md.NashMDTrainer`",
+            "fp32 policy, ref_model, reward model",
+        ),
     )
 }
+
+
+@dataclass(frozen=True)
+class Family:
+    """One comparison: its runs, the baseline of every ratio, the headline run and its (time, memory) targets."""
+
+    runs: tuple[str, ...]
+    baseline: str
+    headline: str
+    targets: tuple[float, float]
+
+
+FAMILIES = {
+    "ppo": Family(("ppo-qlora", "ppo-full", "trl19-ppo", "grpo-qlora", "grpo-full"), BASELINE, HEADLINE, TARGETS),
+    # Nash: the issue's targets (≤ 1.0× time and memory) for the like-for-like fp32 run; QLoRA shown as well.
+    "nash": Family(("nash-full", "nash-qlora", "trl19-nash"), "trl19-nash", "nash-full", (1.0, 1.0)),
+}
+MIXTURE_COEF = 0.5
 
 
 @dataclass
@@ -176,6 +227,7 @@ class Settings:
     only: list[str]
     venv: Path
     out: Path | None = None
+    family: str = "ppo"
 
     @property
     def total_rollouts(self) -> int:
@@ -284,6 +336,8 @@ def _build_trainer(job: dict[str, Any]) -> tuple[Any, int]:
     common = _common_config(job)
     if spec.trainer == "legacy_ppo":
         return _build_legacy_trainer(job), 1  # one global step per rollout; its epochs step the optimizer inside
+    if spec.trainer == "legacy_nash":
+        return _build_legacy_nash_trainer(job), 1  # one global step per batch: generate, score, one update
 
     from datasets import Dataset
 
@@ -323,7 +377,22 @@ def _build_trainer(job: dict[str, Any]) -> tuple[Any, int]:
         return GRPOTrainer(
             paths["policy"], reward_funcs=paths["reward"], args=args, train_dataset=dataset, **qlora
         ), epochs
-    raise ValueError(f"Unknown trainer {spec.trainer!r}; expected trl_plus_ppo, grpo or legacy_ppo.")
+    if spec.trainer == "trl_plus_nash":
+        from trl_plus.trainers.nash import NashConfig, NashTrainer
+
+        # One optimizer step per rollout, as TRL's NashMDTrainer: batch_size completions (2 per prompt), each
+        # against its own sample of the geometric mixture of policy and reference.
+        nash_args = NashConfig(
+            **common,
+            max_steps=settings["total_rollouts"],
+            max_completion_length=settings["completion_length"],
+            beta=KL_COEF,
+            mixture_coef=[MIXTURE_COEF],
+        )
+        return NashTrainer(
+            paths["policy"], preference=paths["reward"], args=nash_args, train_dataset=dataset, **qlora
+        ), 1
+    raise ValueError(f"Unknown trainer {spec.trainer!r}; expected trl_plus_ppo, grpo, trl_plus_nash or legacy_*.")
 
 
 def _build_legacy_trainer(job: dict[str, Any]) -> Any:
@@ -367,6 +436,41 @@ def _build_legacy_trainer(job: dict[str, Any]) -> Any:
     )
 
 
+def _build_legacy_nash_trainer(job: dict[str, Any]) -> Any:
+    """TRL 1.9.2's Nash-MD with its separate reference and a sequence-classification reward model, configured as the
+    NashTrainer runs are: batch_size prompts per step, each with one policy and one mixture completion."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    from trl.experimental.nash_md import NashMDConfig, NashMDTrainer
+
+    settings = job["settings"]
+    paths = job["context"]
+    tokenizer = AutoTokenizer.from_pretrained(paths["policy"], padding_side="left")
+    policy = AutoModelForCausalLM.from_pretrained(paths["policy"])
+    ref_policy = AutoModelForCausalLM.from_pretrained(paths["policy"])
+    reward_model = AutoModelForSequenceClassification.from_pretrained(paths["reward"], num_labels=1)
+    common = _common_config(job)
+    # TRL's NashMD takes batch_size prompts per step and samples one policy and one mixture completion for each; the
+    # NashTrainer runs take batch_size completions (two per prompt) and one mixture sample each: the same count.
+    common["per_device_train_batch_size"] = settings["batch_size"] // 2
+    args = NashMDConfig(
+        **common,
+        max_steps=settings["total_rollouts"],
+        max_new_tokens=settings["completion_length"],
+        beta=KL_COEF,
+        mixture_coef=MIXTURE_COEF,
+    )
+    dataset = Dataset.from_dict({"prompt": paths["prompts"]})
+    return NashMDTrainer(
+        model=policy,
+        ref_model=ref_policy,
+        reward_funcs=reward_model,
+        args=args,
+        processing_class=tokenizer,
+        train_dataset=dataset,
+    )
+
+
 def measure(job: dict[str, Any]) -> dict[str, Any]:
     """One run: memory from just after the imports to the end of training, and the time of each rollout."""
     spec = SPECS[job["key"]]
@@ -375,8 +479,10 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     import transformers.models.llama.modeling_llama  # resolved lazily otherwise, inside the span
     from transformers import PrinterCallback, TrainerCallback
 
-    if spec.legacy:
-        import trl.experimental.ppo  # noqa: F401
+    if spec.trainer == "legacy_ppo":
+        import trl.experimental.ppo
+    elif spec.legacy:
+        import trl.experimental.nash_md  # noqa: F401
     else:
         # Imported before the span on this side too: the nf4 runs would otherwise pay for them inside it.
         import bitsandbytes  # noqa: F401
@@ -541,6 +647,7 @@ def legacy_python(venv: Path) -> tuple[str | None, str]:
         str(python),
         "-c",
         "import torch, transformers, trl; from trl.experimental.ppo import PPOTrainer; "
+        "from trl.experimental.nash_md import NashMDTrainer; "
         "print(trl.__version__, transformers.__version__, torch.__version__)",
     ]
 
@@ -561,15 +668,16 @@ def legacy_python(venv: Path) -> tuple[str | None, str]:
     # The project's transformers where TRL 1.9.2 accepts it, so that both sides run the same model and generate
     # code; whatever pip resolves for trl==1.9.2 otherwise.
     project_transformers = importlib.metadata.version("transformers")
-    installed = _pip(python, f"trl=={LEGACY_TRL}", f"transformers=={project_transformers}")
+    # `requests`: TRL 1.9.2's Nash-MD imports its judges module, which needs it but does not declare it.
+    installed = _pip(python, f"trl=={LEGACY_TRL}", f"transformers=={project_transformers}", "requests")
     if installed.returncode != 0:
-        installed = _pip(python, f"trl=={LEGACY_TRL}")
+        installed = _pip(python, f"trl=={LEGACY_TRL}", "requests")
     if installed.returncode != 0:
         return None, f"`pip install trl=={LEGACY_TRL}` in {venv} failed: {_pip_failure(installed)}"
     found = versions()
     if found.returncode != 0:
         error = found.stderr.strip().splitlines()[-1] if found.stderr.strip() else f"exit code {found.returncode}"
-        return None, f"TRL {LEGACY_TRL} installed in {venv} but `trl.experimental.ppo` does not import: {error}"
+        return None, f"TRL {LEGACY_TRL} installed in {venv} but its PPO or Nash-MD trainer does not import: {error}"
     return str(python), _venv_line(venv, found.stdout)
 
 
@@ -595,31 +703,45 @@ def render(
     policy_mib = context["policy_params"] * 4 / mib
     reward_mib = context["reward_params"] * 4 / mib
     policy_params, reward_params = context["policy_params"] / 1e6, context["reward_params"] / 1e6
-    epochs = settings.ppo_epochs
+    family = FAMILIES[settings.family]
+    epochs = settings.ppo_epochs if settings.family == "ppo" else 1
+    model_line = (
+        f"Workload: tiny llama (hidden {settings.hidden_size}, {settings.num_layers} layers, "
+        f"{settings.num_heads} heads, vocab {settings.vocab_size}): policy {policy_params:.1f}M parameters "
+        f"({policy_mib:.0f} MiB in fp32), reward model {reward_params:.1f}M ({reward_mib:.0f} MiB). "
+    )
+    if settings.family == "ppo":
+        workload = (
+            f"One rollout = {settings.batch_size} completions of {settings.completion_length} new tokens (GRPO: groups "
+            f"of {settings.grpo_group}) from transitive-task prompts of {context['prompt_tokens']:.0f} tokens, then "
+            f"{epochs} PPO epochs × 1 mini-batch = {epochs} optimizer steps"
+        )
+    else:
+        workload = (
+            f"One rollout = {settings.batch_size} policy completions and as many samples of the geometric mixture "
+            f"(μ = {MIXTURE_COEF}) of policy and reference, {settings.completion_length} new tokens each, from "
+            f"transitive-task prompts of {context['prompt_tokens']:.0f} tokens (trl-plus: 2 completions per prompt; "
+            f"TRL: one per prompt), the reward model's σ(r_y − r_y′) as P(y ≻ y′), then 1 optimizer step"
+        )
     lines = [
         f"Machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
         f"{settings.threads} torch intra-op thread(s) per run, Python {platform.python_version()}",
         f"trl-plus and GRPO: trl {project_versions.get('trl', '?')}, transformers "
         f"{project_versions.get('transformers', '?')}, torch {project_versions.get('torch', '?')}. {venv_line}.",
         f"Command: `{shlex.join([Path(sys.executable).name, *sys.argv])}`",
-        f"Workload: tiny llama (hidden {settings.hidden_size}, {settings.num_layers} layers, "
-        f"{settings.num_heads} heads, vocab {settings.vocab_size}): policy {policy_params:.1f}M parameters "
-        f"({policy_mib:.0f} MiB in fp32), reward model {reward_params:.1f}M ({reward_mib:.0f} MiB). One rollout = "
-        f"{settings.batch_size} completions of {settings.completion_length} new tokens (GRPO: groups of "
-        f"{settings.grpo_group}) from transitive-task prompts of {context['prompt_tokens']:.0f} tokens, then "
-        f"{epochs} PPO epochs × 1 mini-batch = {epochs} optimizer steps; fp32 compute, AdamW lr {LEARNING_RATE:g}, "
-        f"temperature {TEMPERATURE}, KL coef {KL_COEF}, gradient_checkpointing={settings.gradient_checkpointing}, CPU.",
-        f"Rollout time: seconds per rollout (generation + scoring + {epochs} optimizer steps) after {settings.warmup} "
-        f"warm-up rollout(s), median of {settings.rollouts} rollout(s) × {settings.repeats} repeat(s), ± half the "
-        f"interquartile range; per step = rollout / {epochs}. Peak mem: peak RSS from just after the imports (before "
-        "any model is loaded) to the end of `trainer.train()`, minus the RSS at that start, MiB (trl_plus.cost), "
-        "median over repeats. Each run in its own process. Ratios are run / TRL 1.9.2 PPO, lower is better; the "
-        "targets apply to the headline (bold) row.",
+        f"{model_line}{workload}; fp32 compute, AdamW lr {LEARNING_RATE:g}, temperature {TEMPERATURE}, "
+        f"KL coef {KL_COEF}, gradient_checkpointing={settings.gradient_checkpointing}, CPU.",
+        f"Rollout time: seconds per rollout (generation + scoring + {epochs} optimizer step(s)) after "
+        f"{settings.warmup} warm-up rollout(s), median of {settings.rollouts} rollout(s) × {settings.repeats} "
+        f"repeat(s), ± half the interquartile range; per step = rollout / {epochs}. Peak mem: peak RSS from just after "
+        "the imports (before any model is loaded) to the end of `trainer.train()`, minus the RSS at that start, MiB "
+        f"(trl_plus.cost), median over repeats. Each run in its own process. Ratios are run / "
+        f"{SPECS[family.baseline].label}, lower is better; the targets apply to the headline (bold) row.",
         "",
         "| run | s/rollout | s/step | time ratio | peak mem (MiB) | memory ratio | targets (time, memory) |",
         "|---|---|---|---|---|---|---|",
     ]
-    base = results.get(BASELINE)
+    base = results.get(family.baseline)
     base_seconds = _median(base.rollout_times) if base else None
     base_mib = _median(base.peak_mib) if base else None
     base_used = None if base is None or base_mib is None else base_mib - (_median(base.unused_mib) or 0.0)
@@ -635,14 +757,14 @@ def render(
             time_text = peak_text = cost.error_cell(measurement.errors)
             errors.append(f"{key}: {measurement.errors[0]}")
         time_ratio, memory_ratio = cost.ratio(seconds, base_seconds), cost.ratio(peak, base_mib)
-        if key == HEADLINE:
+        if key == family.headline:
             targets = ", ".join(
                 cost.target_text(value, target)
-                for value, target in zip((time_ratio, memory_ratio), TARGETS, strict=True)
+                for value, target in zip((time_ratio, memory_ratio), family.targets, strict=True)
             )
         else:
-            targets = "baseline" if key == BASELINE else "—"
-        name = f"**{spec.label}**" if key == HEADLINE else spec.label
+            targets = "baseline" if key == family.baseline else "—"
+        name = f"**{spec.label}**" if key == family.headline else spec.label
         lines.append(
             f"| {name} | {time_text} | {step_text} | {cost.ratio_text(time_ratio, digits=2)} | {peak_text} "
             f"| {cost.ratio_text(memory_ratio, digits=2)} | {targets} |"
@@ -699,7 +821,10 @@ def parse_args(argv: list[str] | None = None) -> Settings | Path:
     parser.add_argument("--vocab-size", type=int, default=8192, help="embedding rows (the tokenizer has 1024 tokens)")
     parser.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=False)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads per run")
-    parser.add_argument("--only", nargs="+", choices=list(SPECS), default=list(SPECS))
+    parser.add_argument(
+        "--family", choices=list(FAMILIES), default="ppo", help="ppo (PPO and GRPO runs) or nash (Nash-MD runs)"
+    )
+    parser.add_argument("--only", nargs="+", choices=list(SPECS), default=None, help="default: the family's runs")
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV, help="the TRL 1.9.2 virtualenv (created if absent)")
     parser.add_argument("--quick", action="store_true", help="small model and counts for a smoke check")
     parser.add_argument("--out", type=Path, default=None, help="also write the table to this file")
@@ -719,7 +844,11 @@ def parse_args(argv: list[str] | None = None) -> Settings | Path:
         parser.error(f"--vocab-size must be at least the tokenizer's 1024 tokens, got {args.vocab_size}.")
     if args.hidden_size % args.num_heads:
         parser.error(f"--hidden-size {args.hidden_size} must be divisible by --num-heads {args.num_heads}.")
-    only = list(dict.fromkeys(args.only))
+    only = list(dict.fromkeys(args.only or FAMILIES[args.family].runs))
+    if args.family == "nash" and args.batch_size % 2:
+        parser.error(
+            f"--batch-size must be even for the Nash runs (two completions per prompt), got {args.batch_size}."
+        )
     return Settings(
         args.rollouts,
         args.warmup,
@@ -737,6 +866,7 @@ def parse_args(argv: list[str] | None = None) -> Settings | Path:
         [key for key in SPECS if key in only],
         args.venv.resolve(),
         args.out,
+        args.family,
     )
 
 
@@ -749,11 +879,13 @@ def main(argv: list[str] | None = None) -> None:
     results = {key: Measurement() for key in settings.only}
     venv_line = "TRL 1.9.2 baseline: not requested (--only)"
     legacy: str | None = None
-    if BASELINE in settings.only:
+    legacy_keys = [key for key in settings.only if SPECS[key].legacy]
+    if legacy_keys:
         legacy, venv_line = legacy_python(settings.venv)
         if legacy is None:
             print(f"TRL {LEGACY_TRL} baseline not run: {venv_line}", file=sys.stderr, flush=True)
-            results[BASELINE].errors.append(venv_line)
+            for key in legacy_keys:
+                results[key].errors.append(venv_line)
             venv_line = f"TRL {LEGACY_TRL} baseline not run: {venv_line}"
     # What the workers need of the settings, as JSON.
     worker_settings = {**asdict(settings), "total_rollouts": settings.total_rollouts}
