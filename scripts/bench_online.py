@@ -449,12 +449,11 @@ def _build_legacy_nash_trainer(job: dict[str, Any]) -> Any:
     policy = AutoModelForCausalLM.from_pretrained(paths["policy"])
     ref_policy = AutoModelForCausalLM.from_pretrained(paths["policy"])
     reward_model = AutoModelForSequenceClassification.from_pretrained(paths["reward"], num_labels=1)
-    common = _common_config(job)
-    # TRL's NashMD takes batch_size prompts per step and samples one policy and one mixture completion for each; the
-    # NashTrainer runs take batch_size completions (two per prompt) and one mixture sample each: the same count.
-    common["per_device_train_batch_size"] = settings["batch_size"] // 2
+    # batch_size prompts per step, each with one policy and one mixture completion; the NashTrainer runs take
+    # batch_size completions (two per prompt) with one mixture sample each: the same sequences sampled, scored and
+    # trained on.
     args = NashMDConfig(
-        **common,
+        **_common_config(job),
         max_steps=settings["total_rollouts"],
         max_new_tokens=settings["completion_length"],
         beta=KL_COEF,

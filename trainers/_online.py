@@ -12,6 +12,24 @@ import torch
 from torch import nn
 
 
+def default_args(model: Any, args: Any, config_class: type, suffix: str, trainer: str) -> Any:
+    """`args`, or a default config named after the model (as TRL's trainers do), checked to be a `config_class`."""
+    if args is None:
+        name = model if isinstance(model, str) else model.config._name_or_path
+        args = config_class(f"{str(name).rstrip('/').split('/')[-1]}-{suffix}")
+    if not isinstance(args, config_class):
+        raise TypeError(f"{trainer} needs a {config_class.__name__}, got {type(args).__name__}.")
+    return args
+
+
+def check_prompt_columns(trainer: str, **datasets: Any) -> None:
+    """Online trainers read prompts only: refuse a dataset without a `prompt` column before any work."""
+    for name, dataset in datasets.items():
+        columns = getattr(dataset, "column_names", None)
+        if isinstance(columns, list) and "prompt" not in columns:
+            raise ValueError(f"{trainer}'s {name} needs a 'prompt' column; it has {columns}.")
+
+
 def completions_in_context(tokenizer: Any, prompts: Any, completions: Any, completion_ids_list: Any) -> Any:
     """Plain-text completions as they read after their prompt. TRL decodes the completion ids alone, and
     SentencePiece-style tokenizers then drop the first word's leading space (" kite map" becomes "kite map"), so a

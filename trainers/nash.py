@@ -32,7 +32,14 @@ from accelerate.utils import gather_object
 from trl_plus.judges import as_preference
 from trl_plus.registry import get_loss
 from trl_plus.trainers import _compat
-from trl_plus.trainers._online import Component, ParameterSnapshots, completions_in_context, sample_mixture
+from trl_plus.trainers._online import (
+    Component,
+    ParameterSnapshots,
+    check_prompt_columns,
+    completions_in_context,
+    default_args,
+    sample_mixture,
+)
 from trl_plus.trainers.preference import check_model_path
 
 OPPONENTS = ("mixture", "policy", "reference", "ema", "snapshots")
@@ -115,20 +122,13 @@ class NashTrainer(_compat.GRPOTrainer):
         quantization_config: Any = None,
         peft_config: Any = None,
     ) -> None:
-        if args is None:
-            name = model if isinstance(model, str) else model.config._name_or_path
-            args = NashConfig(f"{str(name).rstrip('/').split('/')[-1]}-Nash")
-        if not isinstance(args, NashConfig):
-            raise TypeError(f"NashTrainer needs a NashConfig, got {type(args).__name__}.")
+        args = default_args(model, args, NashConfig, "Nash", "NashTrainer")
         if preference is None:
             raise ValueError(
                 "NashTrainer needs a preference source: a RewardModel (e.g. the gpm head), a sequence-classification "
                 "reward model or path, a synthetic task, or a callable judge(prompts, a, b) -> P(a ≻ b)."
             )
-        for name, dataset in (("train_dataset", train_dataset), ("eval_dataset", eval_dataset)):
-            columns = getattr(dataset, "column_names", None)
-            if isinstance(columns, list) and "prompt" not in columns:
-                raise ValueError(f"NashTrainer's {name} needs a 'prompt' column; it has {columns}.")
+        check_prompt_columns("NashTrainer", train_dataset=train_dataset, eval_dataset=eval_dataset)
         check_model_path(model)
         self.prefer = as_preference(preference)
 

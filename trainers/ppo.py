@@ -34,7 +34,7 @@ from torch import nn
 from trl_plus.losses import ppo as ppo_math
 from trl_plus.rewards import as_reward_func, reward_tokenizers
 from trl_plus.trainers import _compat
-from trl_plus.trainers._online import completions_in_context
+from trl_plus.trainers._online import check_prompt_columns, completions_in_context, default_args
 from trl_plus.trainers.preference import check_model_path
 
 CRITIC_ADAPTER = "critic"
@@ -248,11 +248,7 @@ class PPOTrainer(_compat.GRPOTrainer):
         peft_config: Any = None,
         value_model: Any = None,
     ) -> None:
-        if args is None:
-            name = model if isinstance(model, str) else model.config._name_or_path
-            args = PPOConfig(f"{str(name).rstrip('/').split('/')[-1]}-PPO")
-        if not isinstance(args, PPOConfig):
-            raise TypeError(f"PPOTrainer needs a PPOConfig, got {type(args).__name__}.")
+        args = default_args(model, args, PPOConfig, "PPO", "PPOTrainer")
         if reward_funcs is None:
             raise ValueError(
                 "PPOTrainer needs a reward: pass reward_funcs= a RewardModel, a synthetic task, a sequence-"
@@ -263,10 +259,7 @@ class PPOTrainer(_compat.GRPOTrainer):
                 "PPOTrainer builds its optimizer itself so that it also covers the critic; pass the optimizer's "
                 "settings through PPOConfig (optim, learning_rate, weight_decay, ...) instead of optimizers=."
             )
-        for name, dataset in (("train_dataset", train_dataset), ("eval_dataset", eval_dataset)):
-            columns = getattr(dataset, "column_names", None)
-            if isinstance(columns, list) and "prompt" not in columns:
-                raise ValueError(f"PPOTrainer's {name} needs a 'prompt' column; it has {columns}.")
+        check_prompt_columns("PPOTrainer", train_dataset=train_dataset, eval_dataset=eval_dataset)
         check_model_path(model)
         check_model_path(value_model, "value_model")
         sources = reward_funcs if isinstance(reward_funcs, list) else [reward_funcs]

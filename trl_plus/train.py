@@ -322,49 +322,16 @@ def _check_model(model_args: ModelConfig) -> str:
     return name
 
 
-def _ppo_sources(script_args: TrainScriptArguments) -> dict[str, Any]:
-    """PPOTrainer's `reward_funcs` and `value_model` from `--reward_model_path` and `--value_model_path`."""
-    from trl_plus.reward_model import HEAD_CONFIG, RewardFunction, RewardModel
-    from trl_plus.synthetic import TASKS, get_task
-
-    name = script_args.reward_model_path
-    if not name:
-        raise ArgumentError(
-            "`--trainer ppo` needs a reward: pass `--reward_model_path` with a RewardModel checkpoint (from "
-            "`--trainer reward`), a sequence-classification checkpoint or Hub id, or `synthetic:<task>` for the task's "
-            "oracle."
-        )
-    reward: Any
-    if name.startswith(SYNTHETIC_PREFIX):
-        task_name = name.removeprefix(SYNTHETIC_PREFIX)
-        if task_name not in TASKS:
-            raise ArgumentError(
-                f"Unknown synthetic task {task_name!r} in `--reward_model_path`; one of {sorted(TASKS)}."
-            )
-        reward = get_task(task_name, seed=script_args.synthetic_task_seed)
-    elif (Path(name).expanduser() / HEAD_CONFIG).is_file():
-        reward = RewardFunction(RewardModel.from_pretrained(Path(name).expanduser()), reduce=script_args.reward_reduce)
-    elif Path(name).expanduser().exists() or not _looks_like_path(name):
-        reward = str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
-    else:
-        raise ArgumentError(f"The reward model path {name!r} does not exist, and it is not a Hub model id either.")
-    value = script_args.value_model_path
-    if value is not None and not Path(value).expanduser().exists() and _looks_like_path(value):
-        raise ArgumentError(f"The value model path {value!r} does not exist, and it is not a Hub model id either.")
-    return {"reward_funcs": reward, "value_model": value}
-
-
-def _nash_preference(script_args: TrainScriptArguments) -> Any:
-    """NashTrainer's preference source from `--reward_model_path`."""
+def _reward_source(script_args: TrainScriptArguments, missing: str) -> Any:
+    """`--reward_model_path` as a synthetic task, a loaded RewardModel, or a checkpoint path / Hub id."""
     from trl_plus.reward_model import HEAD_CONFIG, RewardModel
     from trl_plus.synthetic import TASKS, get_task
 
     name = script_args.reward_model_path
     if not name:
         raise ArgumentError(
-            "`--trainer nash` needs a preference source: pass `--reward_model_path` with a RewardModel checkpoint "
-            "(from `--trainer reward --head gpm`, say), a sequence-classification checkpoint or Hub id, or "
-            "`synthetic:<task>` for the task's oracle."
+            f"{missing}: pass `--reward_model_path` with a RewardModel checkpoint (from `--trainer reward`), a "
+            "sequence-classification checkpoint or Hub id, or `synthetic:<task>` for the task's oracle."
         )
     if name.startswith(SYNTHETIC_PREFIX):
         task_name = name.removeprefix(SYNTHETIC_PREFIX)
@@ -379,6 +346,19 @@ def _nash_preference(script_args: TrainScriptArguments) -> Any:
     if path.exists() or not _looks_like_path(name):
         return str(path) if path.exists() else name
     raise ArgumentError(f"The reward model path {name!r} does not exist, and it is not a Hub model id either.")
+
+
+def _ppo_sources(script_args: TrainScriptArguments) -> dict[str, Any]:
+    """PPOTrainer's `reward_funcs` and `value_model` from `--reward_model_path` and `--value_model_path`."""
+    from trl_plus.reward_model import RewardFunction, RewardModel
+
+    reward = _reward_source(script_args, "`--trainer ppo` needs a reward")
+    if isinstance(reward, RewardModel):
+        reward = RewardFunction(reward, reduce=script_args.reward_reduce)
+    value = script_args.value_model_path
+    if value is not None and not Path(value).expanduser().exists() and _looks_like_path(value):
+        raise ArgumentError(f"The value model path {value!r} does not exist, and it is not a Hub model id either.")
+    return {"reward_funcs": reward, "value_model": value}
 
 
 def train(
@@ -410,7 +390,7 @@ def train(
 
     extra = _ppo_sources(script_args) if script_args.trainer == "ppo" else {}
     if script_args.trainer == "nash":
-        extra = {"preference": _nash_preference(script_args)}
+        extra = {"preference": _reward_source(script_args, "`--trainer nash` needs a preference source")}
     trainer = TRAINERS[script_args.trainer][1](
         model=model,
         args=training_args,
