@@ -125,3 +125,28 @@ def test_every_flag_of_every_command_has_help() -> None:
         if not action.help and not isinstance(action, argparse._HelpAction)
     ]
     assert not missing, missing
+
+
+def test_best_of_n_command_keeps_the_judges_best(tiny_checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    from trl_plus.synthetic import get_task
+
+    out = tmp_path / "best.jsonl"
+    argv = ["best-of-n", "--model", str(tiny_checkpoints["llama"]), "--task", "transitive", "--n", "3"]
+    assert main([*argv, "--judge", "synthetic:transitive", "--samples", "3", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    task = get_task("transitive")
+    assert [row["prompt"] for row in rows] == task.prompts(3, seed=0, stream="eval")
+    assert all(row["completion"].startswith(" ") for row in rows)
+    assert main([*argv, "--judge", "synthetic:nope", "--out", str(out)]) == 2
+
+
+def test_constitution_command_saves_pairs(tiny_checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    from datasets import load_from_disk
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Packing for the beach. Name 2 items:\n\nPacking for the city. Name 3 items:\n")
+    out = tmp_path / "pairs"
+    argv = ["constitution", "--model", str(tiny_checkpoints["llama"]), "--prompts-file", str(prompts)]
+    assert main([*argv, "--principle", "Be brief.", "--max-new-tokens", "4", "--out", str(out)]) == 0
+    rows = load_from_disk(str(out))
+    assert set(rows.column_names) == {"prompt", "chosen", "rejected"} and len(rows) <= 2

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from trl_plus.errors import DEBUG_ENV, run_reporting_errors
@@ -142,6 +143,45 @@ def _cmd_win_rate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prompts(args: argparse.Namespace) -> list[str]:
+    """Prompts from --prompts-file (one per line) or --task's held-out stream."""
+    if args.prompts_file:
+        lines = Path(args.prompts_file).read_text(encoding="utf-8").splitlines()
+        return [line for line in lines if line.strip()][: args.n]
+    from trl_plus.synthetic import get_task
+
+    return get_task(args.task).prompts(args.n, seed=args.seed, stream="eval")
+
+
+def _cmd_best_of_n(args: argparse.Namespace) -> int:
+    from trl_plus.judges import best_of_n, load_judge
+
+    judge = load_judge(args.judge)
+    prompts = _prompts(args)
+    best = best_of_n(args.model, prompts, judge, n=args.samples, seed=args.seed, max_new_tokens=args.max_new_tokens)
+    rows = [{"prompt": p, "completion": " " + b.strip()} for p, b in zip(prompts, best, strict=True)]
+    with open(args.out, "w", encoding="utf-8") as file:
+        file.writelines(json.dumps(row) + "\n" for row in rows)
+    cost = getattr(getattr(judge, "source", None), "cost", None)
+    print(
+        f"Best of {args.samples} for {len(rows)} prompts written to {args.out}"
+        + (f"; judge cost: {cost}" if cost else "")
+    )
+    return 0
+
+
+def _cmd_constitution(args: argparse.Namespace) -> int:
+    from trl_plus.constitution import constitutional_dataset, constitutional_examples
+
+    examples = constitutional_examples(
+        args.model, _prompts(args), args.principle, seed=args.seed, max_new_tokens=args.max_new_tokens
+    )
+    rows = constitutional_dataset(examples)
+    rows.save_to_disk(args.out)
+    print(f"{len(rows)} (revision ≻ answer) pairs of {len(examples)} prompts saved to {args.out}")
+    return 0
+
+
 def _json_flag(args: argparse.Namespace, flag: str) -> Any:
     """The JSON value of `--flag` (None when not given); text that is not JSON is a ValueError naming the flag."""
     value = getattr(args, flag)
@@ -266,6 +306,28 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--conversational", action="store_true", help="prompt through the chat template")
     rate.add_argument("--max-new-tokens", type=int, default=16, help="completion length (default 16)")
     rate.set_defaults(func=_cmd_win_rate)
+
+    for name, helptext in (
+        ("best-of-n", "sample N answers per prompt and keep the judge's best (JSON lines out)"),
+        ("constitution", "answer → critique → revision by principles, saved as (revision ≻ answer) pairs"),
+    ):
+        sub = commands.add_parser(name, help=helptext)
+        sub.add_argument("--model", required=True, help="the policy checkpoint")
+        sub.add_argument("--task", choices=sorted(TASKS), default=DEMO_TASK, help="held-out prompts of this task")
+        sub.add_argument("--prompts-file", help="one prompt per line instead of --task")
+        sub.add_argument("--n", type=int, default=64, help="prompts (default 64)")
+        sub.add_argument("--seed", type=int, default=0, help="sampling seed (and --task's prompt draw)")
+        sub.add_argument("--max-new-tokens", type=int, default=16, help="answer length (default 16)")
+        sub.add_argument("--out", required=True, help="output file (best-of-n) or dataset folder (constitution)")
+        if name == "best-of-n":
+            sub.add_argument(
+                "--judge", required=True, help="synthetic:<task>, llm:<causal LM path>, or a reward-model checkpoint"
+            )
+            sub.add_argument("--samples", type=int, default=4, help="N, answers sampled per prompt (default 4)")
+            sub.set_defaults(func=_cmd_best_of_n)
+        else:
+            sub.add_argument("--principle", action="append", required=True, help="a principle (repeat the flag)")
+            sub.set_defaults(func=_cmd_constitution)
 
     demo = commands.add_parser(
         "demo", help="tiny model → SFT → preference training with --loss → oracle win rate vs the SFT reference"

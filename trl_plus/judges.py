@@ -124,6 +124,27 @@ def as_preference(source: Any) -> Callable[[Sequence[Any], Sequence[Any], Sequen
     return prefer
 
 
+def load_judge(spec: str) -> Callable[[Sequence[Any], Sequence[Any], Sequence[Any]], torch.Tensor]:
+    """A judge from text, as the command line names it: `synthetic:<task>` (the oracle), `llm:<path>` (an LLM judge
+    from a causal LM checkpoint), or a RewardModel / sequence-classification checkpoint path."""
+    from trl_plus.synthetic import TASKS, get_task
+
+    if spec.startswith("synthetic:"):
+        name = spec.removeprefix("synthetic:")
+        if name not in TASKS:
+            raise ValueError(f"Unknown synthetic task {name!r} in the judge {spec!r}; one of {sorted(TASKS)}.")
+        return as_preference(get_task(name))
+    if spec.startswith("llm:"):
+        from trl_plus.llm_judge import LLMJudge
+
+        return as_preference(LLMJudge(spec.removeprefix("llm:")))
+    if not Path(spec).expanduser().exists():
+        raise ValueError(
+            f"The judge {spec!r} is neither synthetic:<task>, llm:<path>, nor an existing reward-model checkpoint."
+        )
+    return as_preference(Path(spec).expanduser())
+
+
 def best_of_n(
     policy: Policy,
     prompts: Sequence[str],

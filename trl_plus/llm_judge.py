@@ -189,9 +189,9 @@ def train_llm_judge(
     task: SyntheticTask,
     out_dir: str | Path,
     *,
-    n: int = 8192,
-    steps: int = 600,
-    learning_rate: float = 3e-3,
+    n: int = 38_400,
+    steps: int = 1200,
+    learning_rate: float = 1e-3,
     batch_size: int = 32,
     seed: int = 0,
 ) -> Path:
@@ -221,4 +221,53 @@ def train_llm_judge(
     return Path(out_dir)
 
 
+def main(argv: list[str] | None = None) -> int:
+    """`python -m trl_plus.llm_judge`: train a tiny judge on a synthetic task; print its agreement with the oracle."""
+    import argparse
+    import tempfile
+    import warnings
+
+    import datasets
+    import transformers
+
+    from trl_plus.synthetic import get_task, oracle_agreement
+    from trl_plus.testing import make_tiny
+
+    parser = argparse.ArgumentParser(prog="python -m trl_plus.llm_judge", description=main.__doc__)
+    parser.add_argument("--task", default="transitive")
+    parser.add_argument("--steps", type=int, default=1200)
+    parser.add_argument("--pairs", type=int, default=38_400, help="labelled pairs to train on")
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--held-out", type=int, default=500)
+    parser.add_argument("--out", help="where to save the judge (default: a temporary folder)")
+    args = parser.parse_args(argv)
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    task = get_task(args.task)
+    with tempfile.TemporaryDirectory() as scratch:
+        base = make_tiny("llama", Path(scratch) / "base", seed=0)
+        start = time.perf_counter()
+        path = train_llm_judge(
+            base,
+            task,
+            args.out or Path(scratch) / "judge",
+            n=args.pairs,
+            steps=args.steps,
+            learning_rate=args.learning_rate,
+        )
+        print(
+            f"Trained a tiny llama judge on {args.pairs} {args.task} pairs, {args.steps} steps, "
+            f"in {time.perf_counter() - start:.0f} s"
+        )
+        judge = LLMJudge(path)
+        print(f"LLM judge: {oracle_agreement(judge, task, args.held_out)}")
+        print(f"Judging cost: {judge.cost}")
+    return 0
+
+
 __all__ = ["CHOICES", "JudgeCost", "LLMJudge", "judge_dataset", "pairwise_text", "train_llm_judge"]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
