@@ -256,6 +256,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from trl_plus.help_cache import cached_help
+
+    text = cached_help(args.train_args, "trl-plus train")
+    if text is not None:  # the short help, without importing the trainers
+        print(text, end="")
+        return 0
     from trl_plus.train import main as train_main
 
     return train_main(args.train_args, prog="trl-plus train")
