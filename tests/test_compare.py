@@ -133,6 +133,30 @@ def test_online_methods_train_on_the_prompts_against_the_oracle_or_a_reward_mode
     assert all(result.runs for result in comparison.results)
 
 
+def test_iterative_and_rft_rows_run_their_rounds(reference: Path, tmp_path: Path) -> None:
+    """4 steps in 2 rounds: each row trains and is scored; with 2 curve points, its curve is at 0, 2 and 4."""
+    kwargs = {"iterative:simpo+sft": {"final_learning_rate": 1e-5}}
+    config = CompareConfig(
+        losses=(),
+        online="iterative:simpo+sft,rft",
+        online_kwargs=kwargs,
+        task="transitive",
+        model=str(reference),
+        out_dir=tmp_path,
+        rounds=2,
+        **{**SMALL, "steps": 4, "seeds": 1, "curve_points": 2},
+    )
+    compare(config)
+    rows = _csv_rows(tmp_path / "compare.csv")
+    assert [row["method"] for row in rows] == ["iterative:simpo+sft", "rft"]
+    for row in rows:
+        assert row["status"] == "ok" and row["input"] == "online", row
+        assert 0.0 <= row["win_rate"] <= 1.0 and math.isfinite(row["kl"]) and row["step_time_s"] > 0
+    with (tmp_path / "curves.csv").open() as file:
+        points = sorted((r["method"], int(r["step"])) for r in csv.DictReader(file))
+    assert points == sorted((m, step) for m in ("iterative:simpo+sft", "rft") for step in (0, 2, 4))
+
+
 def test_online_rows_take_their_own_config_fields_and_completion_length(reference: Path, tmp_path: Path) -> None:
     from datasets import Dataset
 
@@ -293,7 +317,7 @@ def test_own_dataset_without_an_oracle(
         (["--losses", "dpo", "--heads", "gmp"], "Unknown reward head 'gmp'. Did you mean 'gpm'?"),
         (["--losses", "dpo", "--curve-prompts", "1"], "curve_prompts must be at least 2"),
         (["--losses", "dpo", "--loss-kwargs", "[1]"], "loss_kwargs must map names to hyperparameters"),
-        (["--online", "dppo"], "Unknown online method 'dppo': use one of ['ppo', 'grpo', 'nash']"),
+        (["--online", "dppo"], "Unknown online method 'dppo': use one of ['ppo', 'grpo', 'nash', 'iterative', 'rft']"),
         (["--online", "ppo:gpm"], "Use grpo:gpm, or a scalar head with ppo"),
         (["--online", "ppo:btt"], "Unknown reward head 'btt'"),
         (["--online", "ppo,ppo"], "Online method named twice: 'ppo'"),
@@ -302,6 +326,13 @@ def test_own_dataset_without_an_oracle(
         (["--online", "ppo", "--online-kwargs", '{"ppo": {"kl_coeff": 0}}'], "which PPOConfig does not have"),
         (["--online", "ppo", "--online-max-new-tokens", "0"], "online_max_new_tokens must be at least 1"),
         (["--online", "nash", "--online-kwargs", '{"nash": {"kl_coef": 0}}'], "which NashConfig does not have"),
+        (["--online", "rft:bt"], "rft takes no ':' part"),
+        (["--online", "iterative:nash_md"], "are online losses"),
+        (["--online", "iterative:dpoo"], "Unknown loss 'dpoo'"),
+        (
+            ["--online", "iterative", "--online-kwargs", '{"iterative:dpo+sft": {"top_k": 2}}'],
+            "iterative_training takes",
+        ),
     ],
 )
 def test_bad_settings_fail_before_any_work(

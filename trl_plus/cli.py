@@ -229,6 +229,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             online=args.online or (),
             online_learning_rate=args.online_learning_rate,
             online_max_new_tokens=args.online_max_new_tokens,
+            rounds=args.rounds,
             reward_pooling=args.reward_pooling,
             task=args.task if args.task or args.dataset else "transitive",
             dataset=args.dataset,
@@ -366,7 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--heads", help="reward-model heads to train on the same data too, e.g. bt,gpm (rows rm:NAME)")
     cmp.add_argument(
         "--online",
-        help="online methods on the same prompts: ppo, grpo, nash (the oracle), ppo:bt, nash:gpm (a reward model)",
+        help="online methods on the same prompts: ppo, grpo, nash (the oracle), ppo:bt, nash:gpm (a reward model); "
+        "iterative[:dpo+sft], rft (rounds judged by the oracle)",
     )
     cmp.add_argument("--online-learning-rate", type=float, default=1e-3, help="for the online methods (default 1e-3)")
     cmp.add_argument(
@@ -378,6 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmp.add_argument(
         "--online-max-new-tokens", type=int, help="online methods' completion length while training (default 16)"
+    )
+    cmp.add_argument(
+        "--rounds", type=int, default=4, help="iterative and rft rows: rounds of fresh samples in --steps (default 4)"
     )
     cmp.add_argument("--task", choices=sorted(TASKS), help="synthetic task with an oracle (default transitive)")
     cmp.add_argument("--dataset", help="your preference data instead: save_to_disk dir, json/csv/parquet, hub id")

@@ -26,6 +26,14 @@ completions; Nash uses each once. `--online-max-new-tokens` caps their completio
 evaluation's 16; 8 made PPO stable on the synthetic tasks, whose answers are 2–3 words), and
 `--online-kwargs '{"ppo:bt": {"kl_coef": 0.2}}'` sets any `PPOConfig` / `GRPOConfig` / `NashConfig` field of one row.
 
+`--online iterative:dpo+sft,rft` adds the loops of `trl_plus.iterative` (task mode): `--steps` split into `--rounds`
+rounds (default 4), each sampling 4 answers per prompt from the last round's policy, ranked by the task's oracle;
+`iterative:LOSSES` trains any registry losses on every ordered pair (`iterative` alone: dpo+sft), `rft` fine-tunes on
+the best of 4 with TRL's `SFTTrainer`. They train at `--learning-rate` and `--batch-size` like the offline rows, and
+`--online-kwargs` passes further keywords (`{"iterative:dpo+sft": {"final_learning_rate": 5e-5}}`). Their curve
+is taken at the round ends that fall on the curve's steps, and their step time is the loop's time over its steps,
+sampling included.
+
 Training runs on the CPU. Per method, over `--seeds` training runs (seed s orders the data and draws the `--n`
 held-out prompts and the samples for the win rate and KL; the held-out pairs are the same for every seed):
 
@@ -111,6 +119,7 @@ class CompareConfig:
     online_learning_rate: float = 1e-3  # online methods: PPO with the oracle reached 0.85 at 1e-3, 0.62 at 3e-4
     online_kwargs: dict[str, dict[str, Any]] | None = None  # config fields by online row: {"ppo:bt": {"kl_coef": 0.2}}
     online_max_new_tokens: int | None = None  # online methods' completions while training (default max_new_tokens)
+    rounds: int = 4  # iterative and rft rows: the steps split into this many rounds of fresh samples
     head_learning_rate: float = 1e-2  # reward models' freshly initialised heads
     reward_pooling: str = "mean"  # reward models' pooling: "mean" or "last" (see RewardModel)
     batch_size: int = 16  # lists or pairs per step; unpaired methods get as many completions
@@ -218,7 +227,9 @@ def parse_heads(heads: str | Sequence[str]) -> list[Method]:
     return [Method(f"rm:{spec.name}", (), "reward model", head=spec.name) for spec in specs]
 
 
-ONLINE = ("ppo", "grpo", "nash")
+ONLINE = ("ppo", "grpo", "nash", "iterative", "rft")
+LOOPS = ("iterative", "rft")  # rounds of sampling, judging (the oracle) and training, not one trainer
+ITERATIVE_LOSSES = ("dpo", "sft")  # `iterative` alone: the demo's dpo+sft
 GRPO_GROUP = 4  # completions per prompt for GRPO rows
 NASH_BETA = 0.05  # Nash rows' KL regularisation (NashConfig's other defaults: nash_md, mixture opponent, μ = 0.5)
 
@@ -240,6 +251,11 @@ def parse_online(
         trainer, _, head = label.partition(":")
         if trainer not in ONLINE:
             raise ValueError(f"Unknown online method {label!r}: use one of {list(ONLINE)}, optionally ':HEAD'.")
+        if trainer in LOOPS:
+            methods.append(_loop_method(label, trainer, head, oracle=oracle, online_kwargs=online_kwargs))
+            if sum(m.label == methods[-1].label for m in methods) > 1:
+                raise ValueError(f"Online method named twice: {methods[-1].label!r}; each is one row.")
+            continue
         if head:
             head = get_reward_head(head).name
             if trainer == "ppo" and get_reward_head(head).target.output == "embedding":
@@ -263,6 +279,37 @@ def parse_online(
     if unused:
         raise ValueError(f"online_kwargs names {unused}, which no compared online row is (rows: ppo, ppo:bt...).")
     return methods
+
+
+def _loop_method(
+    label: str, trainer: str, suffix: str, *, oracle: bool, online_kwargs: dict[str, dict[str, Any]] | None
+) -> Method:
+    """An `iterative[:LOSS+LOSS]` or `rft` row: rounds judged by the task's oracle, settings from `online_kwargs`
+    (any keyword of `iterative_training` / `rejection_sampling_training` that compare does not set itself)."""
+    import inspect
+
+    from trl_plus.iterative import iterative_training, rejection_sampling_training
+    from trl_plus.registry import get_loss
+
+    if not oracle:
+        raise ValueError(f"{label!r} ranks its samples with the task's oracle: it needs --task.")
+    if trainer == "rft" and suffix:
+        raise ValueError(f"{label!r}: rft takes no ':' part (it fine-tunes on the best samples with SFT).")
+    losses = tuple(get_loss(name).name for name in suffix.split("+")) if suffix else ()
+    if trainer == "iterative":
+        losses = losses or ITERATIVE_LOSSES
+        online = [name for name in losses if get_loss(name).input_kind == "online"]
+        if online:
+            raise ValueError(f"{label!r}: {online} are online losses; iterative training takes offline ones.")
+    name = f"iterative:{'+'.join(losses)}" if trainer == "iterative" else "rft"
+    kwargs = (online_kwargs or {}).get(name)
+    function = iterative_training if trainer == "iterative" else rejection_sampling_training
+    set_here = {"model", "out_dir", "task", "loss", "rounds", "steps_per_round", "batch_size", "seed", "on_round"}
+    allowed = {p for p in inspect.signature(function).parameters if p not in set_here}
+    unknown = sorted(set(kwargs or {}) - allowed)
+    if unknown:
+        raise ValueError(f"online_kwargs[{name!r}] names {unknown}; {function.__name__} takes {sorted(allowed)}.")
+    return Method(name, losses, "online", online=trainer, online_kwargs=kwargs)
 
 
 def check_kinds(methods: Sequence[Method], dataset_kind: str) -> None:
@@ -298,7 +345,7 @@ def _check_config(config: CompareConfig) -> tuple[list[Method], list[str]]:
         raise ValueError(f"Unknown task {config.task!r}; the synthetic tasks are {sorted(TASKS)}.")
     if config.dataset is not None and config.model is None:
         raise ValueError("--dataset needs --model: the reference policy every method starts from.")
-    for name in ("steps", "seeds", "n", "batch_size", "curve_prompts"):
+    for name in ("steps", "seeds", "n", "batch_size", "curve_prompts", "rounds"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}.")
     if config.n < 2:
@@ -622,6 +669,8 @@ def _train_and_score(
     metrics: Sequence[str],
     bar: Any,
 ) -> Run:
+    if method.online in LOOPS:
+        return _loop_and_score(method, seed, config, reference_path, evaluator, metrics, bar)
     begin = time.perf_counter()
     run = Run(seed=seed)
     view, batch_size = method_view(method, data, seed=seed, batch_size=config.batch_size)
@@ -643,6 +692,75 @@ def _train_and_score(
         evaluator.score_reward_model(run, trainer.reward_model, metrics)
     else:
         evaluator.score(run, trainer.model, metrics)
+    run.seconds = time.perf_counter() - begin
+    return run
+
+
+def _loop_and_score(
+    method: Method,
+    seed: int,
+    config: CompareConfig,
+    reference_path: Path,
+    evaluator: _Evaluator,
+    metrics: Sequence[str],
+    bar: Any,
+) -> Run:
+    """An iterative or rft row: `config.steps` split into `config.rounds` rounds, each sampling afresh from the last
+    round's policy and ranking by the oracle. Its curve is taken at the round ends among the curve's steps and after
+    the last round; its step time is the loop's time, sampling included, over its steps."""
+    from transformers import AutoModelForCausalLM
+
+    from trl_plus.iterative import iterative_training, rejection_sampling_training
+
+    begin = time.perf_counter()
+    run = Run(seed=seed)
+    rounds = min(config.rounds, config.steps)
+    steps_per_round = config.steps // rounds
+    memory = PeakMemory() if "cost" in metrics else None
+    curve = evaluator.curve(seed) if config.curve_points else None
+    excluded = 0.0
+
+    def point(step: int, model: Any) -> None:
+        nonlocal excluded
+        if curve is None:
+            return
+        start = time.perf_counter()
+        if memory is not None:
+            memory.pause()
+        run.curve.append((step, curve(model)))
+        if memory is not None:
+            memory.resume()
+        excluded += time.perf_counter() - start
+
+    curve_at = _curve_steps(config.steps, config.curve_points)
+
+    def on_round(done: Any) -> None:
+        bar.update(steps_per_round)
+        step = done.index * steps_per_round
+        if step in curve_at or done.index == rounds:
+            point(step, AutoModelForCausalLM.from_pretrained(str(done.path)))
+
+    point(0, evaluator.reference)
+    settings = {
+        "rounds": rounds,
+        "steps_per_round": steps_per_round,
+        "batch_size": config.batch_size,
+        "learning_rate": config.learning_rate,
+        "seed": seed,
+        "on_round": on_round,
+        **(method.online_kwargs or {}),
+    }
+    with tempfile.TemporaryDirectory(prefix="trl-plus-compare-") as scratch:
+        if method.online == "iterative":
+            done = iterative_training(reference_path, scratch, evaluator.task, loss=list(method.losses), **settings)
+        else:
+            done = rejection_sampling_training(reference_path, scratch, evaluator.task, **settings)
+        model = AutoModelForCausalLM.from_pretrained(str(done[-1].path))
+    if memory is not None:
+        loop_seconds = time.perf_counter() - begin - excluded
+        run.step_times, run.peak_mib = [loop_seconds / (rounds * steps_per_round)], memory.peak_mib
+    bar.update(config.steps - rounds * steps_per_round)
+    evaluator.score(run, model, metrics)
     run.seconds = time.perf_counter() - begin
     return run
 
