@@ -56,6 +56,7 @@ seeds and thread count the table repeats exactly; another thread count can chang
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -750,7 +751,8 @@ def _loop_and_score(
         "on_round": on_round,
         **(method.online_kwargs or {}),
     }
-    with tempfile.TemporaryDirectory(prefix="trl-plus-compare-") as scratch:
+    # The loops' trainers print their logs; here they would mix with the table on stdout.
+    with tempfile.TemporaryDirectory(prefix="trl-plus-compare-") as scratch, contextlib.redirect_stdout(io.StringIO()):
         if method.online == "iterative":
             done = iterative_training(reference_path, scratch, evaluator.task, loss=list(method.losses), **settings)
         else:
