@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from trl_plus.errors import DEBUG_ENV, run_reporting_errors
+from trl_plus.errors import DEBUG_ENV, quiet_checkpointing_renames, run_reporting_errors
 from trl_plus.registry import LossSpec, RewardHeadSpec, list_losses, list_reward_heads, plugin_errors
 
 
@@ -427,6 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["train"]:  # past argparse, so `--help` and every flag reach the train parser
         return _cmd_train(argparse.Namespace(train_args=argv[1:]))
     args = build_parser().parse_args(argv)
+    quiet_checkpointing_renames()
     return run_reporting_errors(f"trl-plus {argv[0]}", lambda: int(args.func(args)))
 
 

@@ -26,13 +26,12 @@ class DemoResult:
 
 
 def _quiet() -> None:
-    import warnings
-
     import datasets
     import transformers
 
-    # TRL still uses transformers' renamed `gradient_checkpointing` names; nothing for a demo user to do.
-    warnings.filterwarnings("ignore", message="`(is_)?gradient_checkpointing` is deprecated", category=FutureWarning)
+    from trl_plus.errors import quiet_checkpointing_renames
+
+    quiet_checkpointing_renames()
 
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()

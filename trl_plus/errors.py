@@ -19,6 +19,16 @@ DEBUG_ENV = "TRL_PLUS_DEBUG"
 BROKEN_PIPE_STATUS = 141  # 128 + SIGPIPE
 
 
+def quiet_checkpointing_renames() -> None:
+    """Silence transformers' FutureWarnings about its renamed `gradient_checkpointing*` names: TRL's configs and
+    trainers still use the old ones on every run, and there is nothing for a user of the command line to change."""
+    import warnings
+
+    warnings.filterwarnings(
+        "ignore", message=r"`(is_)?gradient_checkpointing(_enable|_disable)?` is deprecated", category=FutureWarning
+    )
+
+
 def debugging() -> bool:
     return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
 

@@ -46,7 +46,7 @@ from typing import Any
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
 
-from trl_plus.errors import run_reporting_errors
+from trl_plus.errors import quiet_checkpointing_renames, run_reporting_errors
 from trl_plus.trainers.nash import NashConfig, NashTrainer
 from trl_plus.trainers.ppo import PPOConfig, PPOTrainer
 from trl_plus.trainers.preference import PreferenceConfig, PreferenceTrainer
@@ -456,6 +456,7 @@ def _trainer_choice(argv: Sequence[str]) -> str:
 def main(argv: Sequence[str] | None = None, *, prog: str = "trl-plus train") -> int:
     """Parse `argv` (default: `sys.argv[1:]`), train and save; 2 with a one-line message for a bad setting."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    quiet_checkpointing_renames()
 
     def run() -> int:
         if not argv:
