@@ -200,20 +200,10 @@ def train_llm_judge(
     from transformers import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
-    args = SFTConfig(
-        output_dir=str(out_dir),
-        max_steps=steps,
-        per_device_train_batch_size=batch_size,
-        learning_rate=learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=max(1, steps // 20),
-        save_strategy="no",
-        report_to=[],
-        use_cpu=True,
-        seed=seed,
-        disable_tqdm=True,
-        logging_steps=max(1, steps // 4),
-    )
+    from trl_plus.demo import training_args
+
+    settings = training_args(out_dir, steps=steps, seed=seed, batch_size=batch_size, learning_rate=learning_rate)
+    args = SFTConfig(**settings)
     trainer = SFTTrainer(model=str(model), args=args, train_dataset=judge_dataset(task, n, seed=seed))
     trainer.remove_callback(PrinterCallback)
     trainer.train()
