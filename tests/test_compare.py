@@ -157,6 +157,18 @@ def test_iterative_and_rft_rows_run_their_rounds(reference: Path, tmp_path: Path
     assert points == sorted((m, step) for m in ("iterative:simpo+sft", "rft") for step in (0, 2, 4))
 
 
+def test_best_of_n_rows_need_no_training(reference: Path, tmp_path: Path) -> None:
+    """bon:1 is one sample against another of the same model; bon:4 has the analytic KL bound log 4 − 3/4."""
+    config = CompareConfig(
+        losses=(), online="bon:1,bon:4", task="transitive", model=str(reference), out_dir=tmp_path, **SMALL
+    )
+    compare(config)
+    one, four = _csv_rows(tmp_path / "compare.csv")
+    assert (one["method"], four["method"]) == ("bon:1", "bon:4") and one["status"] == four["status"] == "ok"
+    assert one["kl"] == 0.0 and four["kl"] == pytest.approx(math.log(4) - 0.75)
+    assert four["win_rate"] > 0.5 and one["accuracy"] is None and one["step_time_s"] is None
+
+
 def test_online_rows_take_their_own_config_fields_and_completion_length(reference: Path, tmp_path: Path) -> None:
     from datasets import Dataset
 
@@ -317,7 +329,10 @@ def test_own_dataset_without_an_oracle(
         (["--losses", "dpo", "--heads", "gmp"], "Unknown reward head 'gmp'. Did you mean 'gpm'?"),
         (["--losses", "dpo", "--curve-prompts", "1"], "curve_prompts must be at least 2"),
         (["--losses", "dpo", "--loss-kwargs", "[1]"], "loss_kwargs must map names to hyperparameters"),
-        (["--online", "dppo"], "Unknown online method 'dppo': use one of ['ppo', 'grpo', 'nash', 'iterative', 'rft']"),
+        (
+            ["--online", "dppo"],
+            "Unknown online method 'dppo': use one of ['ppo', 'grpo', 'nash', 'iterative', 'rft', 'bon']",
+        ),
         (["--online", "ppo:gpm"], "Use grpo:gpm, or a scalar head with ppo"),
         (["--online", "ppo:btt"], "Unknown reward head 'btt'"),
         (["--online", "ppo,ppo"], "Online method named twice: 'ppo'"),
@@ -327,6 +342,7 @@ def test_own_dataset_without_an_oracle(
         (["--online", "ppo", "--online-max-new-tokens", "0"], "online_max_new_tokens must be at least 1"),
         (["--online", "nash", "--online-kwargs", '{"nash": {"kl_coef": 0}}'], "which NashConfig does not have"),
         (["--online", "rft:bt"], "rft takes no ':' part"),
+        (["--online", "bon:x"], "write best-of-N as bon:N"),
         (["--online", "iterative:nash_md"], "are online losses"),
         (["--online", "iterative:dpoo"], "Unknown loss 'dpoo'"),
         (

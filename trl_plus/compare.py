@@ -32,7 +32,8 @@ rounds (default 4), each sampling 4 answers per prompt from the last round's pol
 the best of 4 with TRL's `SFTTrainer`. They train at `--learning-rate` and `--batch-size` like the offline rows, and
 `--online-kwargs` passes further keywords (`{"iterative:dpo+sft": {"final_learning_rate": 5e-5}}`). Their curve
 is taken at the round ends that fall on the curve's steps, and their step time is the loop's time over its steps,
-sampling included.
+sampling included. `--online bon:4,bon:16` adds best-of-N at inference: no training, the reference's best of N
+samples per prompt by the oracle against one sample of the reference, with the analytic KL bound log N − (N−1)/N.
 
 Training runs on the CPU. Per method, over `--seeds` training runs (seed s orders the data and draws the `--n`
 held-out prompts and the samples for the win rate and KL; the held-out pairs are the same for every seed):
@@ -228,7 +229,7 @@ def parse_heads(heads: str | Sequence[str]) -> list[Method]:
     return [Method(f"rm:{spec.name}", (), "reward model", head=spec.name) for spec in specs]
 
 
-ONLINE = ("ppo", "grpo", "nash", "iterative", "rft")
+ONLINE = ("ppo", "grpo", "nash", "iterative", "rft", "bon")
 LOOPS = ("iterative", "rft")  # rounds of sampling, judging (the oracle) and training, not one trainer
 ITERATIVE_LOSSES = ("dpo", "sft")  # `iterative` alone: the demo's dpo+sft
 GRPO_GROUP = 4  # completions per prompt for GRPO rows
@@ -252,6 +253,11 @@ def parse_online(
         trainer, _, head = label.partition(":")
         if trainer not in ONLINE:
             raise ValueError(f"Unknown online method {label!r}: use one of {list(ONLINE)}, optionally ':HEAD'.")
+        if trainer == "bon":
+            methods.append(_best_of_n_method(label, head, oracle=oracle))
+            if sum(m.label == methods[-1].label for m in methods) > 1:
+                raise ValueError(f"Online method named twice: {methods[-1].label!r}; each is one row.")
+            continue
         if trainer in LOOPS:
             methods.append(_loop_method(label, trainer, head, oracle=oracle, online_kwargs=online_kwargs))
             if sum(m.label == methods[-1].label for m in methods) > 1:
@@ -280,6 +286,15 @@ def parse_online(
     if unused:
         raise ValueError(f"online_kwargs names {unused}, which no compared online row is (rows: ppo, ppo:bt...).")
     return methods
+
+
+def _best_of_n_method(label: str, suffix: str, *, oracle: bool) -> Method:
+    """A `bon:N` row: no training; the reference's best of N samples per prompt by the oracle, at inference."""
+    if not oracle:
+        raise ValueError(f"{label!r} picks the best sample with the task's oracle: it needs --task.")
+    if not suffix.isdigit() or int(suffix) < 1:
+        raise ValueError(f"{label!r}: write best-of-N as bon:N with N a whole number ≥ 1, e.g. bon:4.")
+    return Method(f"bon:{int(suffix)}", (), "online", online="bon", online_kwargs={"n": int(suffix)})
 
 
 def _loop_method(
@@ -672,6 +687,8 @@ def _train_and_score(
 ) -> Run:
     if method.online in LOOPS:
         return _loop_and_score(method, seed, config, reference_path, evaluator, metrics, bar)
+    if method.online == "bon":
+        return _best_of_n_and_score(method, seed, config, evaluator, metrics, bar)
     begin = time.perf_counter()
     run = Run(seed=seed)
     view, batch_size = method_view(method, data, seed=seed, batch_size=config.batch_size)
@@ -763,6 +780,36 @@ def _loop_and_score(
         run.step_times, run.peak_mib = [loop_seconds / (rounds * steps_per_round)], memory.peak_mib
     bar.update(config.steps - rounds * steps_per_round)
     evaluator.score(run, model, metrics)
+    run.seconds = time.perf_counter() - begin
+    return run
+
+
+def _best_of_n_and_score(
+    method: Method, seed: int, config: CompareConfig, evaluator: _Evaluator, metrics: Sequence[str], bar: Any
+) -> Run:
+    """A `bon:N` row: the win rate of the reference's best of N samples (by the oracle) against one sample of the
+    reference, on the seed's held-out prompts; its KL is the analytic bound log N − (N − 1)/N (Beirami et al.,
+    arXiv:2401.01879). No training, so no accuracy, curve or cost."""
+    import math
+
+    from trl_plus.judges import best_of_n, task_judge
+    from trl_plus.synthetic import sample_completions
+
+    begin = time.perf_counter()
+    run = Run(seed=seed)
+    n = int((method.online_kwargs or {})["n"])
+    task, policy = evaluator.task, (evaluator.reference, evaluator.tokenizer)
+    if "win_rate" in metrics:
+        prompts = task.prompts(config.n, seed=seed, stream="eval")
+        best = best_of_n(policy, prompts, task_judge(task), n=n, seed=seed, max_new_tokens=config.max_new_tokens)
+        others = sample_completions(*policy, prompts, seed=seed + 1, max_new_tokens=config.max_new_tokens)
+        wins = [task.prefer(p, a, b) for p, a, b in zip(prompts, best, others, strict=True)]
+        mean = sum(wins) / len(wins)
+        run.win_rate = mean
+        run.win_rate_stderr = math.sqrt(sum((w - mean) ** 2 for w in wins) / (len(wins) - 1) / len(wins))
+    if "kl" in metrics:
+        run.kl, run.kl_stderr = math.log(n) - (n - 1) / n, 0.0
+    bar.update(config.steps)
     run.seconds = time.perf_counter() - begin
     return run
 
