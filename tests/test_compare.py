@@ -134,11 +134,12 @@ def test_online_methods_train_on_the_prompts_against_the_oracle_or_a_reward_mode
 
 
 def test_iterative_and_rft_rows_run_their_rounds(reference: Path, tmp_path: Path) -> None:
-    """4 steps in 2 rounds: each row trains and is scored; with 2 curve points, its curve is at 0, 2 and 4."""
+    """4 steps in 2 rounds: each row trains and is scored (rft ranking by a bt reward model trained first); with 2
+    curve points, its curve is at 0, 2 and 4."""
     kwargs = {"iterative:simpo+sft": {"final_learning_rate": 1e-5}}
     config = CompareConfig(
         losses=(),
-        online="iterative:simpo+sft,rft",
+        online="iterative:simpo+sft,rft@bt",
         online_kwargs=kwargs,
         task="transitive",
         model=str(reference),
@@ -148,13 +149,13 @@ def test_iterative_and_rft_rows_run_their_rounds(reference: Path, tmp_path: Path
     )
     compare(config)
     rows = _csv_rows(tmp_path / "compare.csv")
-    assert [row["method"] for row in rows] == ["iterative:simpo+sft", "rft"]
+    assert [row["method"] for row in rows] == ["iterative:simpo+sft", "rft@bt"]  # rft@bt: a bt model judges
     for row in rows:
         assert row["status"] == "ok" and row["input"] == "online", row
         assert 0.0 <= row["win_rate"] <= 1.0 and math.isfinite(row["kl"]) and row["step_time_s"] > 0
     with (tmp_path / "curves.csv").open() as file:
         points = sorted((r["method"], int(r["step"])) for r in csv.DictReader(file))
-    assert points == sorted((m, step) for m in ("iterative:simpo+sft", "rft") for step in (0, 2, 4))
+    assert points == sorted((m, step) for m in ("iterative:simpo+sft", "rft@bt") for step in (0, 2, 4))
 
 
 def test_best_of_n_rows_need_no_training(reference: Path, tmp_path: Path) -> None:
@@ -343,6 +344,8 @@ def test_own_dataset_without_an_oracle(
         (["--online", "nash", "--online-kwargs", '{"nash": {"kl_coef": 0}}'], "which NashConfig does not have"),
         (["--online", "rft:bt"], "rft takes no ':' part"),
         (["--online", "bon:x"], "write best-of-N as bon:N"),
+        (["--online", "ppo@bt"], "is for iterative and rft rows"),
+        (["--online", "rft@btt"], "Unknown reward head 'btt'"),
         (["--online", "iterative:nash_md"], "are online losses"),
         (["--online", "iterative:dpoo"], "Unknown loss 'dpoo'"),
         (

@@ -32,8 +32,11 @@ rounds (default 4), each sampling 4 answers per prompt from the last round's pol
 the best of 4 with TRL's `SFTTrainer`. They train at `--learning-rate` and `--batch-size` like the offline rows, and
 `--online-kwargs` passes further keywords (`{"iterative:dpo+sft": {"final_learning_rate": 5e-5}}`). Their curve
 is taken at the round ends that fall on the curve's steps, and their step time is the loop's time over its steps,
-sampling included. `--online bon:4,bon:16` adds best-of-N at inference: no training, the reference's best of N
-samples per prompt by the oracle against one sample of the reference, with the analytic KL bound log N − (N−1)/N.
+sampling included. `iterative:dpo+sft@bt` or `rft@bt` rank with a reward model of that head instead of the oracle
+(trained as the `rm:bt` row is, once per seed, not counted in the row's cost).
+
+`--online bon:4,bon:16` adds best-of-N at inference: no training, the reference's best of N samples per prompt by the
+oracle against one sample of the reference, with the analytic KL bound log N − (N−1)/N.
 
 Training runs on the CPU. Per method, over `--seeds` training runs (seed s orders the data and draws the `--n`
 held-out prompts and the samples for the win rate and KL; the held-out pairs are the same for every seed):
@@ -250,7 +253,10 @@ def parse_online(
 
     methods: list[Method] = []
     for label in _names(online):
-        trainer, _, head = label.partition(":")
+        base, _, judge = label.partition("@")
+        trainer, _, head = base.partition(":")
+        if judge and trainer not in LOOPS:
+            raise ValueError(f"{label!r}: '@HEAD' (a reward model as the judge) is for iterative and rft rows.")
         if trainer not in ONLINE:
             raise ValueError(f"Unknown online method {label!r}: use one of {list(ONLINE)}, optionally ':HEAD'.")
         if trainer == "bon":
@@ -259,7 +265,7 @@ def parse_online(
                 raise ValueError(f"Online method named twice: {methods[-1].label!r}; each is one row.")
             continue
         if trainer in LOOPS:
-            methods.append(_loop_method(label, trainer, head, oracle=oracle, online_kwargs=online_kwargs))
+            methods.append(_loop_method(label, trainer, head, judge, oracle=oracle, online_kwargs=online_kwargs))
             if sum(m.label == methods[-1].label for m in methods) > 1:
                 raise ValueError(f"Online method named twice: {methods[-1].label!r}; each is one row.")
             continue
@@ -298,17 +304,24 @@ def _best_of_n_method(label: str, suffix: str, *, oracle: bool) -> Method:
 
 
 def _loop_method(
-    label: str, trainer: str, suffix: str, *, oracle: bool, online_kwargs: dict[str, dict[str, Any]] | None
+    label: str,
+    trainer: str,
+    suffix: str,
+    judge: str,
+    *,
+    oracle: bool,
+    online_kwargs: dict[str, dict[str, Any]] | None,
 ) -> Method:
-    """An `iterative[:LOSS+LOSS]` or `rft` row: rounds judged by the task's oracle, settings from `online_kwargs`
-    (any keyword of `iterative_training` / `rejection_sampling_training` that compare does not set itself)."""
+    """An `iterative[:LOSS+LOSS][@HEAD]` or `rft[@HEAD]` row: rounds judged by the task's oracle, or with `@HEAD` by a
+    reward model with that head (trained as the `rm:HEAD` row is, once per seed); settings from `online_kwargs` (any
+    keyword of `iterative_training` / `rejection_sampling_training` that compare does not set itself)."""
     import inspect
 
     from trl_plus.iterative import iterative_training, rejection_sampling_training
-    from trl_plus.registry import get_loss
+    from trl_plus.registry import get_loss, get_reward_head
 
     if not oracle:
-        raise ValueError(f"{label!r} ranks its samples with the task's oracle: it needs --task.")
+        raise ValueError(f"{label!r} draws its prompts from the task and is scored by its oracle: it needs --task.")
     if trainer == "rft" and suffix:
         raise ValueError(f"{label!r}: rft takes no ':' part (it fine-tunes on the best samples with SFT).")
     losses = tuple(get_loss(name).name for name in suffix.split("+")) if suffix else ()
@@ -317,15 +330,18 @@ def _loop_method(
         online = [name for name in losses if get_loss(name).input_kind == "online"]
         if online:
             raise ValueError(f"{label!r}: {online} are online losses; iterative training takes offline ones.")
+    head = get_reward_head(judge).name if judge else None
     name = f"iterative:{'+'.join(losses)}" if trainer == "iterative" else "rft"
+    name += f"@{head}" if head else ""
     kwargs = (online_kwargs or {}).get(name)
     function = iterative_training if trainer == "iterative" else rejection_sampling_training
     set_here = {"model", "out_dir", "task", "loss", "rounds", "steps_per_round", "batch_size", "seed", "on_round"}
+    set_here.add("judge")
     allowed = {p for p in inspect.signature(function).parameters if p not in set_here}
     unknown = sorted(set(kwargs or {}) - allowed)
     if unknown:
         raise ValueError(f"online_kwargs[{name!r}] names {unknown}; {function.__name__} takes {sorted(allowed)}.")
-    return Method(name, losses, "online", online=trainer, online_kwargs=kwargs)
+    return Method(name, losses, "online", head=head, online=trainer, online_kwargs=kwargs)
 
 
 def check_kinds(methods: Sequence[Method], dataset_kind: str) -> None:
@@ -686,7 +702,10 @@ def _train_and_score(
     bar: Any,
 ) -> Run:
     if method.online in LOOPS:
-        return _loop_and_score(method, seed, config, reference_path, evaluator, metrics, bar)
+        judge = None
+        if method.head is not None:  # the row's reward model, trained on the same data as the rm:HEAD row
+            judge = _online_reward(method, seed, config, reference_path, data, evaluator).prefer
+        return _loop_and_score(method, seed, config, reference_path, evaluator, metrics, bar, judge)
     if method.online == "bon":
         return _best_of_n_and_score(method, seed, config, evaluator, metrics, bar)
     begin = time.perf_counter()
@@ -722,6 +741,7 @@ def _loop_and_score(
     evaluator: _Evaluator,
     metrics: Sequence[str],
     bar: Any,
+    judge: Any = None,
 ) -> Run:
     """An iterative or rft row: `config.steps` split into `config.rounds` rounds, each sampling afresh from the last
     round's policy and ranking by the oracle. Its curve is taken at the round ends among the curve's steps and after
@@ -766,6 +786,7 @@ def _loop_and_score(
         "learning_rate": config.learning_rate,
         "seed": seed,
         "on_round": on_round,
+        "judge": judge,
         **(method.online_kwargs or {}),
     }
     # The loops' trainers print their logs; here they would mix with the table on stdout.
