@@ -30,6 +30,17 @@ def check_prompt_columns(trainer: str, **datasets: Any) -> None:
             raise ValueError(f"{trainer}'s {name} needs a 'prompt' column; it has {columns}.")
 
 
+def rollout_sequences(batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input ids, attention mask, completion mask) of a GRPO rollout batch: prompt and completion side by side, and
+    the float 0/1 mask of the completion tokens a loss counts (tool outputs left out)."""
+    input_ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+    attention_mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+    mask = batch["completion_mask"].float()
+    if "tool_mask" in batch:
+        mask = mask * batch["tool_mask"]
+    return input_ids, attention_mask, mask
+
+
 def completions_in_context(tokenizer: Any, prompts: Any, completions: Any, completion_ids_list: Any) -> Any:
     """Plain-text completions as they read after their prompt. TRL decodes the completion ids alone, and
     SentencePiece-style tokenizers then drop the first word's leading space (" kite map" becomes "kite map"), so a
@@ -161,4 +172,13 @@ class ParameterSnapshots:
         self.snapshots = [[t.to(device) for t in snap] for snap in state["snapshots"]]
 
 
-__all__ = ["Component", "ParameterSnapshots", "completions_in_context", "mixture_log_probs", "sample_mixture"]
+__all__ = [
+    "Component",
+    "ParameterSnapshots",
+    "check_prompt_columns",
+    "completions_in_context",
+    "default_args",
+    "mixture_log_probs",
+    "rollout_sequences",
+    "sample_mixture",
+]

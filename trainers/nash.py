@@ -30,7 +30,7 @@ import torch
 from accelerate.utils import gather_object
 
 from trl_plus.judges import as_preference
-from trl_plus.registry import get_loss
+from trl_plus.registry import get_loss, list_losses
 from trl_plus.trainers import _compat
 from trl_plus.trainers._online import (
     Component,
@@ -38,6 +38,7 @@ from trl_plus.trainers._online import (
     check_prompt_columns,
     completions_in_context,
     default_args,
+    rollout_sequences,
     sample_mixture,
 )
 from trl_plus.trainers.preference import check_model_path
@@ -88,7 +89,7 @@ class NashConfig(_compat.GRPOConfig):
         if spec.input_kind != "online":
             raise ValueError(
                 f"NashConfig.loss {self.loss!r} takes {spec.input_kind} data; the Nash trainer needs an online loss "
-                f"({', '.join(s.name for s in _online_losses())})."
+                f"({', '.join(s.name for s in list_losses('online'))})."
             )
         spec.check_kwargs({"beta": self.beta, **(self.loss_kwargs or {})})
         if self.opponent == "policy" and (self.num_generations or 0) < 2:
@@ -98,10 +99,10 @@ class NashConfig(_compat.GRPOConfig):
         super().__post_init__()
 
 
-def _online_losses() -> list[Any]:
-    from trl_plus.registry import list_losses
-
-    return list_losses("online")
+def partners(count: int, size: int) -> torch.Tensor:
+    """Each sample's self-play partner: the next sample of its group of `size` consecutive rows, cyclically."""
+    index = torch.arange(count)
+    return index - index % size + (index % size + 1) % size
 
 
 class NashTrainer(_compat.GRPOTrainer):
@@ -195,13 +196,10 @@ class NashTrainer(_compat.GRPOTrainer):
         prompt_ids, _, _ = self._tokenize_prompts(prompts)
         tokenizer = self._tokenizer
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_token_ids[0]
-        width = max(len(ids) for ids in prompt_ids)
         device = self.accelerator.device
-        ids = torch.full((len(prompt_ids), width), pad, dtype=torch.long, device=device)
-        mask = torch.zeros_like(ids)
-        for row, tokens in enumerate(prompt_ids):
-            ids[row, width - len(tokens) :] = torch.tensor(tokens, device=device)
-            mask[row, width - len(tokens) :] = 1
+        prompt_tensors = [torch.tensor(tokens, device=device) for tokens in prompt_ids]
+        ids = _compat.pad(prompt_tensors, padding_value=pad, padding_side="left")
+        mask = _compat.pad([torch.ones_like(row) for row in prompt_tensors], padding_value=0, padding_side="left")
         components, context = self.opponent_components()
         policy = self.accelerator.unwrap_model(self.model)
         # Sample in training mode, as GRPO generates (see sample_mixture), with checkpointing off for the KV cache.
@@ -269,31 +267,25 @@ class NashTrainer(_compat.GRPOTrainer):
 
     @staticmethod
     def _partner_table(pairs: list[tuple[int, int]], p: torch.Tensor, count: int, size: int) -> torch.Tensor:
-        """P(y_i ≻ y_partner(i)) with partner(i) the next sample of i's group (cyclically)."""
+        """P(y_i ≻ y_partner(i)) for every sample i (see `partners`)."""
         lookup = {pair: value for pair, value in zip(pairs, p.tolist(), strict=True)}
         out = torch.zeros(count)
-        for i in range(count):
-            start = i - i % size
-            j = start + (i - start + 1) % size
+        for i, j in enumerate(partners(count, size).tolist()):
             out[i] = lookup[(i, j)] if (i, j) in lookup else 1 - lookup[(j, i)]
         return out
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         output = super()._generate_and_score_completions(inputs)
         local = slice(self.accelerator.process_index * len(inputs), (self.accelerator.process_index + 1) * len(inputs))
-        preferences = self._rewards_gathered[local, 0]
-        if torch.isnan(self._rewards_gathered).any():
-            raise FloatingPointError(f"Step {self.state.global_step}: the preference source returned NaN.")
-        output["preferences"] = preferences
+        # Every value is a probability: `as_preference` refuses NaN and anything outside [0, 1] as it scores.
+        output["preferences"] = self._rewards_gathered[local, 0]
         if self.loss_spec.name == "online_ipo":
             output.update(self._partner_log_ratios(output, local))
         return output
 
     def _partner_log_ratios(self, output: dict[str, Any], local: slice) -> dict[str, torch.Tensor]:
         """For self-play: each sample's partner's log π/π_ref at rollout time (a constant in the loss) and P over it."""
-        mask = output["completion_mask"].float()
-        input_ids = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)
-        attention_mask = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
+        input_ids, attention_mask, mask = rollout_sequences(output)
         with torch.no_grad():
             logps = output.get("old_per_token_logps")
             if logps is None:
@@ -307,8 +299,7 @@ class NashTrainer(_compat.GRPOTrainer):
         ratio = ((logps - output["ref_per_token_logps"]) * mask).sum(1)
         everyone = self.accelerator.gather(ratio)
         size = self.num_generations if self.model.training else self.num_generations_eval
-        index = torch.arange(everyone.numel(), device=everyone.device)
-        partner = index - index % size + (index % size + 1) % size
+        partner = partners(everyone.numel(), size).to(everyone.device)
         return {
             "opponent_log_ratios": everyone[partner][local],
             "partner_preferences": self._partner_preference.to(everyone.device)[local],
@@ -321,11 +312,7 @@ class NashTrainer(_compat.GRPOTrainer):
 
         mode = "train" if self.model.training else "eval"
         completion_ids = inputs["completion_ids"]
-        input_ids = torch.cat([inputs["prompt_ids"], completion_ids], dim=1)
-        attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
-        mask = inputs["completion_mask"].float()
-        if "tool_mask" in inputs:
-            mask = mask * inputs["tool_mask"]
+        input_ids, attention_mask, mask = rollout_sequences(inputs)
         per_token, _, aux_loss = self._get_per_token_logps_and_entropies(
             model, input_ids, attention_mask, completion_ids.size(1), compute_aux_loss=self.aux_loss_enabled
         )

@@ -34,7 +34,7 @@ from torch import nn
 from trl_plus.losses import ppo as ppo_math
 from trl_plus.rewards import as_reward_func, reward_tokenizers
 from trl_plus.trainers import _compat
-from trl_plus.trainers._online import check_prompt_columns, completions_in_context, default_args
+from trl_plus.trainers._online import check_prompt_columns, completions_in_context, default_args, rollout_sequences
 from trl_plus.trainers.preference import check_model_path
 
 CRITIC_ADAPTER = "critic"
@@ -327,12 +327,8 @@ class PPOTrainer(_compat.GRPOTrainer):
         output = super()._generate_and_score_completions(inputs)
         mode = "train" if self.model.training else "eval"
         args: PPOConfig = self.args  # type: ignore[assignment]
-        prompt_ids, completion_ids = output["prompt_ids"], output["completion_ids"]
-        mask = output["completion_mask"].float()
-        if "tool_mask" in output:
-            mask = mask * output["tool_mask"]
-        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
-        attention_mask = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
+        completion_ids = output["completion_ids"]
+        input_ids, attention_mask, mask = rollout_sequences(output)
         length = completion_ids.size(1)
 
         local = slice(self.accelerator.process_index * len(inputs), (self.accelerator.process_index + 1) * len(inputs))
@@ -410,11 +406,7 @@ class PPOTrainer(_compat.GRPOTrainer):
         args: PPOConfig = self.args  # type: ignore[assignment]
         mode = "train" if self.model.training else "eval"
         completion_ids = inputs["completion_ids"]
-        input_ids = torch.cat([inputs["prompt_ids"], completion_ids], dim=1)
-        attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
-        mask = inputs["completion_mask"].float()
-        if "tool_mask" in inputs:
-            mask = mask * inputs["tool_mask"]
+        input_ids, attention_mask, mask = rollout_sequences(inputs)
         length = completion_ids.size(1)
         logps, entropies, aux_loss = self._get_per_token_logps_and_entropies(
             model, input_ids, attention_mask, length, compute_entropy=True, compute_aux_loss=self.aux_loss_enabled
