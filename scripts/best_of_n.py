@@ -7,13 +7,12 @@ the same model, for several N (the oracle ceiling that a reward model's best-of-
 from __future__ import annotations
 
 import argparse
-import math
 
 import torch
 
 from trl_plus.judges import best_of_n, task_judge
 from trl_plus.synthetic import get_task, sample_completions
-from trl_plus.synthetic.evaluate import load_policy
+from trl_plus.synthetic.evaluate import completions_win_rate, load_policy
 
 
 def main() -> None:
@@ -33,11 +32,11 @@ def main() -> None:
     print("|---|---|---|")
     for n in (int(x) for x in args.n.split(",")):
         best = best_of_n(policy, prompts, task_judge(task), n=n, seed=0)
-        wins = [task.prefer(p, a, b) for p, a, b in zip(prompts, best, baseline, strict=True)]
-        mean = sum(wins) / len(wins)
-        half = 1.96 * math.sqrt(sum((w - mean) ** 2 for w in wins) / (len(wins) - 1) / len(wins))
-        valid = sum(task.is_valid(p, a) for p, a in zip(prompts, best, strict=True)) / len(prompts)
-        print(f"| {n} | {mean:.3f} [{mean - half:.3f}, {mean + half:.3f}] | {valid:.0%} |", flush=True)
+        result = completions_win_rate(task, prompts, best, baseline)
+        print(
+            f"| {n} | {result.win_rate:.3f} [{result.ci_low:.3f}, {result.ci_high:.3f}] | {result.valid_a:.0%} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -244,13 +244,6 @@ def parse_online(
 ) -> list[Method]:
     """Online rows from `ppo,grpo:bt`, with their config fields from `online_kwargs` (keyed by row); unknown trainers,
     heads or fields, kwargs for a row not compared, and an oracle reward without a task raise here."""
-    import dataclasses
-
-    from trl_plus.registry import get_reward_head
-    from trl_plus.trainers._compat import GRPOConfig
-    from trl_plus.trainers.nash import NashConfig
-    from trl_plus.trainers.ppo import PPOConfig
-
     methods: list[Method] = []
     for label in _names(online):
         base, _, judge = label.partition("@")
@@ -260,38 +253,49 @@ def parse_online(
         if trainer not in ONLINE:
             raise ValueError(f"Unknown online method {label!r}: use one of {list(ONLINE)}, optionally ':HEAD'.")
         if trainer == "bon":
-            methods.append(_best_of_n_method(label, head, oracle=oracle))
-            if sum(m.label == methods[-1].label for m in methods) > 1:
-                raise ValueError(f"Online method named twice: {methods[-1].label!r}; each is one row.")
-            continue
-        if trainer in LOOPS:
-            methods.append(_loop_method(label, trainer, head, judge, oracle=oracle, online_kwargs=online_kwargs))
-            if sum(m.label == methods[-1].label for m in methods) > 1:
-                raise ValueError(f"Online method named twice: {methods[-1].label!r}; each is one row.")
-            continue
-        if head:
-            head = get_reward_head(head).name
-            if trainer == "ppo" and get_reward_head(head).target.output == "embedding":
-                raise ValueError(
-                    f"{label!r}: the {head} head scores a completion against the others of its prompt, and PPO samples "
-                    f"one completion per prompt. Use grpo:{head}, or a scalar head with ppo."
-                )
-        elif not oracle:
-            raise ValueError(f"{label!r} trains against the task's oracle; with --dataset name a head: {label}:bt.")
-        name = f"{trainer}:{head}" if head else trainer
-        if any(m.label == name for m in methods):
-            raise ValueError(f"Online method named twice: {name!r}; each is one row.")
-        kwargs = (online_kwargs or {}).get(name)
-        config_class = {"ppo": PPOConfig, "grpo": GRPOConfig, "nash": NashConfig}[trainer]
-        fields = {f.name for f in dataclasses.fields(config_class)}
-        unknown = sorted(set(kwargs or {}) - fields)
-        if unknown:
-            raise ValueError(f"online_kwargs[{name!r}] names {unknown}, which {config_class.__name__} does not have.")
-        methods.append(Method(name, (), "online", head=head or None, online=trainer, online_kwargs=kwargs))
+            method = _best_of_n_method(label, head, oracle=oracle)
+        elif trainer in LOOPS:
+            method = _loop_method(label, trainer, head, judge, oracle=oracle, online_kwargs=online_kwargs)
+        else:
+            method = _trainer_method(label, trainer, head, oracle=oracle, online_kwargs=online_kwargs)
+        if any(m.label == method.label for m in methods):
+            raise ValueError(f"Online method named twice: {method.label!r}; each is one row.")
+        methods.append(method)
     unused = sorted(set(online_kwargs or {}) - {m.label for m in methods})
     if unused:
         raise ValueError(f"online_kwargs names {unused}, which no compared online row is (rows: ppo, ppo:bt...).")
     return methods
+
+
+def _trainer_method(
+    label: str, trainer: str, head: str, *, oracle: bool, online_kwargs: dict[str, dict[str, Any]] | None
+) -> Method:
+    """A `ppo` / `grpo` / `nash` row, against the oracle or (`:HEAD`) a reward model; its `online_kwargs` must be
+    fields of the trainer's config."""
+    import dataclasses
+
+    from trl_plus.registry import get_reward_head
+    from trl_plus.trainers._compat import GRPOConfig
+    from trl_plus.trainers.nash import NashConfig
+    from trl_plus.trainers.ppo import PPOConfig
+
+    if head:
+        head = get_reward_head(head).name
+        if trainer == "ppo" and get_reward_head(head).target.output == "embedding":
+            raise ValueError(
+                f"{label!r}: the {head} head scores a completion against the others of its prompt, and PPO samples "
+                f"one completion per prompt. Use grpo:{head}, or a scalar head with ppo."
+            )
+    elif not oracle:
+        raise ValueError(f"{label!r} trains against the task's oracle; with --dataset name a head: {label}:bt.")
+    name = f"{trainer}:{head}" if head else trainer
+    kwargs = (online_kwargs or {}).get(name)
+    config_class = {"ppo": PPOConfig, "grpo": GRPOConfig, "nash": NashConfig}[trainer]
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(kwargs or {}) - fields)
+    if unknown:
+        raise ValueError(f"online_kwargs[{name!r}] names {unknown}, which {config_class.__name__} does not have.")
+    return Method(name, (), "online", head=head or None, online=trainer, online_kwargs=kwargs)
 
 
 def _best_of_n_method(label: str, suffix: str, *, oracle: bool) -> Method:
@@ -335,8 +339,18 @@ def _loop_method(
     name += f"@{head}" if head else ""
     kwargs = (online_kwargs or {}).get(name)
     function = iterative_training if trainer == "iterative" else rejection_sampling_training
-    set_here = {"model", "out_dir", "task", "loss", "rounds", "steps_per_round", "batch_size", "seed", "on_round"}
-    set_here.add("judge")
+    set_here = {
+        "model",
+        "out_dir",
+        "task",
+        "loss",
+        "rounds",
+        "steps_per_round",
+        "batch_size",
+        "seed",
+        "on_round",
+        "judge",
+    }
     allowed = {p for p in inspect.signature(function).parameters if p not in set_here}
     unknown = sorted(set(kwargs or {}) - allowed)
     if unknown:
@@ -744,8 +758,8 @@ def _loop_and_score(
     judge: Any = None,
 ) -> Run:
     """An iterative or rft row: `config.steps` split into `config.rounds` rounds, each sampling afresh from the last
-    round's policy and ranking by the oracle. Its curve is taken at the round ends among the curve's steps and after
-    the last round; its step time is the loop's time, sampling included, over its steps."""
+    round's policy and ranking by the oracle (or `judge`). Its curve is taken at the round ends among the curve's
+    steps and after the last round; its step time is the loop's time, sampling included, over its steps."""
     from transformers import AutoModelForCausalLM
 
     from trl_plus.iterative import iterative_training, rejection_sampling_training
@@ -755,30 +769,19 @@ def _loop_and_score(
     rounds = min(config.rounds, config.steps)
     steps_per_round = config.steps // rounds
     memory = PeakMemory() if "cost" in metrics else None
-    curve = evaluator.curve(seed) if config.curve_points else None
-    excluded = 0.0
-
-    def point(step: int, model: Any) -> None:
-        nonlocal excluded
-        if curve is None:
-            return
-        start = time.perf_counter()
-        if memory is not None:
-            memory.pause()
-        run.curve.append((step, curve(model)))
-        if memory is not None:
-            memory.resume()
-        excluded += time.perf_counter() - start
-
     curve_at = _curve_steps(config.steps, config.curve_points)
+    if curve_at:
+        curve_at.add(rounds * steps_per_round)  # the final policy, when the rounds do not fill the steps exactly
+    # The probe's evaluations at chosen steps, left out of time and memory; the loop has no trainer to call it.
+    probe = _Probe(bar, memory, curve_at, evaluator.curve(seed) if curve_at else None)
 
     def on_round(done: Any) -> None:
         bar.update(steps_per_round)
         step = done.index * steps_per_round
-        if step in curve_at or done.index == rounds:
-            point(step, AutoModelForCausalLM.from_pretrained(str(done.path)))
+        if step in curve_at:
+            probe._point(step, AutoModelForCausalLM.from_pretrained(str(done.path)))
 
-    point(0, evaluator.reference)
+    probe._point(0, evaluator.reference)
     settings = {
         "rounds": rounds,
         "steps_per_round": steps_per_round,
@@ -796,8 +799,9 @@ def _loop_and_score(
         else:
             done = rejection_sampling_training(reference_path, scratch, evaluator.task, **settings)
         model = AutoModelForCausalLM.from_pretrained(str(done[-1].path))
+    run.curve = probe.curve
     if memory is not None:
-        loop_seconds = time.perf_counter() - begin - excluded
+        loop_seconds = time.perf_counter() - begin - probe.excluded
         run.step_times, run.peak_mib = [loop_seconds / (rounds * steps_per_round)], memory.peak_mib
     bar.update(config.steps - rounds * steps_per_round)
     evaluator.score(run, model, metrics)
@@ -811,10 +815,9 @@ def _best_of_n_and_score(
     """A `bon:N` row: the win rate of the reference's best of N samples (by the oracle) against one sample of the
     reference, on the seed's held-out prompts; its KL is the analytic bound log N − (N − 1)/N (Beirami et al.,
     arXiv:2401.01879). No training, so no accuracy, curve or cost."""
-    import math
-
     from trl_plus.judges import best_of_n, task_judge
     from trl_plus.synthetic import sample_completions
+    from trl_plus.synthetic.evaluate import completions_win_rate
 
     begin = time.perf_counter()
     run = Run(seed=seed)
@@ -824,10 +827,8 @@ def _best_of_n_and_score(
         prompts = task.prompts(config.n, seed=seed, stream="eval")
         best = best_of_n(policy, prompts, task_judge(task), n=n, seed=seed, max_new_tokens=config.max_new_tokens)
         others = sample_completions(*policy, prompts, seed=seed + 1, max_new_tokens=config.max_new_tokens)
-        wins = [task.prefer(p, a, b) for p, a, b in zip(prompts, best, others, strict=True)]
-        mean = sum(wins) / len(wins)
-        run.win_rate = mean
-        run.win_rate_stderr = math.sqrt(sum((w - mean) ** 2 for w in wins) / (len(wins) - 1) / len(wins))
+        result = completions_win_rate(task, prompts, best, others)
+        run.win_rate, run.win_rate_stderr = result.win_rate, result.stderr
     if "kl" in metrics:
         run.kl, run.kl_stderr = math.log(n) - (n - 1) / n, 0.0
     bar.update(config.steps)

@@ -233,7 +233,14 @@ def win_rate(
         )
 
     # Different seeds for the two sides, so a policy played against itself does not draw identical answers.
-    completions_a, completions_b = sample(policy_a, seed), sample(policy_b, seed + 1)
+    return completions_win_rate(task, prompts, sample(policy_a, seed), sample(policy_b, seed + 1))
+
+
+def completions_win_rate(
+    task: SyntheticTask, prompts: Sequence[Any], completions_a: Sequence[Any], completions_b: Sequence[Any]
+) -> WinRate:
+    """The oracle win rate of completions A over completions B of the same prompts (at least 2), with its interval."""
+    n = len(prompts)
     wins = [task.prefer(p, a, b) for p, a, b in zip(prompts, completions_a, completions_b, strict=True)]
     mean = sum(wins) / n
     stderr = math.sqrt(sum((w - mean) ** 2 for w in wins) / (n - 1) / n)
