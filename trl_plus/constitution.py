@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from trl_plus.llm_judge import principles_text
+from trl_plus.llm_judge import check_template, principles_text
 from trl_plus.synthetic.evaluate import Policy, load_policy, sample_completions
 
 CRITIQUE_TEMPLATE = "{principles}Question: {question}\nAnswer: {answer}\nCritique:"
@@ -47,13 +47,8 @@ def constitutional_examples(
     revises."""
     if not principles:
         raise ValueError("A constitution needs at least one principle.")
-    for name, template, keys in (
-        ("critique_template", critique_template, ("{question}", "{answer}")),
-        ("revision_template", revision_template, ("{question}", "{answer}", "{critique}")),
-    ):
-        missing = [key for key in keys if key not in template]
-        if missing:
-            raise ValueError(f"{name} must contain {missing}: {template!r}.")
+    check_template("critique_template", critique_template, ("{question}", "{answer}"))
+    check_template("revision_template", revision_template, ("{question}", "{answer}", "{critique}"))
     model, tokenizer = load_policy(policy)
     critic_model, critic_tokenizer = (model, tokenizer) if critic is None else load_policy(critic)
     rules = principles_text(principles)

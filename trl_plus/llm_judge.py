@@ -42,6 +42,13 @@ def pairwise_text(
     )
 
 
+def check_template(name: str, template: str, keys: Sequence[str]) -> None:
+    """Refuse a prompt template that leaves out one of the fields it must show."""
+    missing = [key for key in keys if key not in template]
+    if missing:
+        raise ValueError(f"The {name} must contain {missing}: {template!r}.")
+
+
 @dataclass
 class JudgeCost:
     """What a judge has spent: calls, rows scored (contexts × choices), tokens read, and seconds."""
@@ -80,13 +87,8 @@ class LLMJudge:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if len(set(self.choices)) != 2:
             raise ValueError(f"A pairwise judge needs two different choices, got {self.choices!r}.")
-        for name, template, keys in (
-            ("template", self.template, ("{question}", "{a}", "{b}")),
-            ("score_template", self.score_template, ("{question}", "{answer}")),
-        ):
-            missing = [key for key in keys if key not in template]
-            if missing:
-                raise ValueError(f"The judge's {name} must contain {missing}: {template!r}.")
+        check_template("judge's template", self.template, ("{question}", "{a}", "{b}"))
+        check_template("judge's score_template", self.score_template, ("{question}", "{answer}"))
         self.model.eval()
 
     def pairwise_context(self, prompt: Any, a: Any, b: Any) -> str:
@@ -96,6 +98,7 @@ class LLMJudge:
     def choice_probs(self, contexts: Sequence[str], choices: Sequence[str]) -> torch.Tensor:
         """P(choice | context) normalised over `choices`, [len(contexts), len(choices)], each choice's log-prob the
         sum over its tokens after the context (teacher forcing)."""
+        from trl_plus.evaluation import completion_logps
         from trl_plus.trainers._compat import common_prefix_length
 
         start_time = time.perf_counter()
@@ -111,22 +114,22 @@ class LLMJudge:
                 rows.append(ids)
                 starts.append(start)
         device = next(self.model.parameters()).device
+        pad = tokenizer.pad_token_id
         logps = []
         for first in range(0, len(rows), self.batch_size):
-            batch, batch_starts = rows[first : first + self.batch_size], starts[first : first + self.batch_size]
-            width = max(len(ids) for ids in batch)
-            input_ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
+            batch = list(
+                zip(rows[first : first + self.batch_size], starts[first : first + self.batch_size], strict=True)
+            )
+            # Contexts padded on the left, choices on the right: every choice starts at the same column.
+            head = max(start for _, start in batch)
+            width = head + max(len(ids) - start for ids, start in batch)
+            input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
             mask = torch.zeros_like(input_ids)
-            for i, ids in enumerate(batch):
-                input_ids[i, : len(ids)] = torch.tensor(ids)
-                mask[i, : len(ids)] = 1
-            input_ids, mask = input_ids.to(device), mask.to(device)
-            token_logps = self.model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float().log_softmax(-1)
-            token_logps = token_logps.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
-            positions = torch.arange(width - 1, device=device)[None, :]
-            begin = torch.tensor(batch_starts, device=device)[:, None] - 1
-            keep = (positions >= begin) & (mask[:, 1:] > 0)
-            logps.append((token_logps * keep).sum(1).cpu())
+            for i, (ids, start) in enumerate(batch):
+                begin = head - start
+                input_ids[i, begin : begin + len(ids)] = torch.tensor(ids)
+                mask[i, begin : begin + len(ids)] = 1
+            logps.append(completion_logps(self.model, input_ids.to(device), mask.to(device), head).cpu())
         self.cost.calls += 1
         self.cost.rows += len(rows)
         self.cost.tokens += sum(len(ids) for ids in rows)
