@@ -32,22 +32,24 @@ def versions() -> str | None:
         return None
 
 
-def _trainer(argv: Sequence[str]) -> str | None:
+def trainer_flags(argv: Sequence[str]) -> tuple[str | None, str | None]:
+    """(`--trainer`, `--config`) from the flags, each None when absent: read before the full parse, since the
+    trainer decides which config class the parser is built from."""
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--trainer", default="preference")
+    pre.add_argument("--trainer")
     pre.add_argument("--config")
     known, _ = pre.parse_known_args(list(argv))
-    return None if known.config else known.trainer
+    return known.trainer, known.config
 
 
 def cached_help(argv: Sequence[str], prog: str) -> str | None:
     """The stored short help for `argv`, when it asks for it and the stored text is current; else None."""
     if not {"-h", "--help"} & set(argv) or "--help-all" in argv:
         return None
-    trainer = _trainer(argv)
-    path = HELP_DIR / f"{trainer}.txt"
+    trainer, config = trainer_flags(argv)
+    path = HELP_DIR / f"{trainer or 'preference'}.txt"
     current = versions()
-    if trainer is None or current is None or not path.is_file():
+    if config is not None or current is None or not path.is_file():
         return None
     header, _, text = path.read_text(encoding="utf-8").partition("\n")
     return text if header == current and prog == PROG else None
@@ -84,4 +86,4 @@ def write(folder: Path = HELP_DIR) -> list[Path]:
     return paths
 
 
-__all__ = ["HELP_DIR", "cached_help", "render", "versions", "write"]
+__all__ = ["HELP_DIR", "cached_help", "render", "trainer_flags", "versions", "write"]

@@ -47,6 +47,7 @@ from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
 
 from trl_plus.errors import quiet_checkpointing_renames, run_reporting_errors
+from trl_plus.help_cache import trainer_flags
 from trl_plus.trainers.nash import NashConfig, NashTrainer
 from trl_plus.trainers.ppo import PPOConfig, PPOTrainer
 from trl_plus.trainers.preference import PreferenceConfig, PreferenceTrainer
@@ -427,23 +428,19 @@ def train(
 def _trainer_choice(argv: Sequence[str]) -> str:
     """`--trainer` from the flags, else `trainer:` from the `--config` YAML, else `preference`: it decides which
     config class the parser is built from, so it is read before the full parse."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--trainer")
-    pre.add_argument("--config")
-    known, _ = pre.parse_known_args(argv)
-    choice = known.trainer
-    if choice is None and known.config:
+    choice, config = trainer_flags(argv)
+    if choice is None and config:
         import yaml
 
-        with open(known.config) as f:
+        with open(config) as f:
             try:
                 content = yaml.safe_load(f) or {}
             except yaml.YAMLError as error:
                 first = str(error).strip().splitlines()
-                raise ValueError(f"The --config file {known.config!r} is not valid YAML: {' '.join(first)}") from None
+                raise ValueError(f"The --config file {config!r} is not valid YAML: {' '.join(first)}") from None
         if not isinstance(content, dict):
             raise ValueError(
-                f"The --config file {known.config!r} holds a {type(content).__name__}, not a mapping of field names "
+                f"The --config file {config!r} holds a {type(content).__name__}, not a mapping of field names "
                 "to values (e.g. `loss: simpo` on its own line)."
             )
         choice = content.get("trainer")
