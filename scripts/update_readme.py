@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from trl_plus import list_losses
-from trl_plus.cli import LOSS_HEADERS, format_table, loss_rows
+from trl_plus.cli import LOSS_HEADERS, loss_rows
+from trl_plus.tables import format_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -7,7 +7,7 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from trl_plus import list_losses, list_reward_heads
-from trl_plus.cli import format_table, main
+from trl_plus.cli import main
 
 
 def test_losses_table_has_a_row_per_loss(capsys: pytest.CaptureFixture[str]) -> None:
@@ -66,12 +66,6 @@ def test_win_rate_command(tiny_checkpoints: dict[str, Path], capsys: pytest.Capt
     path = str(tiny_checkpoints["gpt2"])
     assert main(["win-rate", path, path, "--n", "4", "--max-new-tokens", "3"]) == 0
     assert "win rate" in capsys.readouterr().out
-
-
-def test_format_table() -> None:
-    plain = format_table(["a", "bb"], [["xyz", "1"]])
-    assert plain.splitlines() == ["a    bb", "---  --", "xyz  1"]
-    assert format_table(["a"], [["x|y"]], markdown=True).splitlines()[-1] == "| x\\|y |"
 
 
 def test_a_fixable_error_is_one_line_and_debug_gives_the_traceback(

@@ -173,7 +173,8 @@ def test_best_of_n_rows_need_no_training(reference: Path, tmp_path: Path) -> Non
 def test_online_rows_take_their_own_config_fields_and_completion_length(reference: Path, tmp_path: Path) -> None:
     from datasets import Dataset
 
-    from trl_plus.compare import _online_trainer, parse_online
+    from trl_plus.compare import parse_online
+    from trl_plus.compare.running import _online_trainer
     from trl_plus.synthetic import get_task
 
     task = get_task("transitive")
@@ -196,7 +197,7 @@ def test_online_rows_take_their_own_config_fields_and_completion_length(referenc
 
 @pytest.mark.parametrize("pooling", ["mean", "last"])
 def test_reward_rows_pool_as_asked(pooling: str, reference: Path, tmp_path: Path) -> None:
-    from trl_plus.compare import _reward_trainer
+    from trl_plus.compare.running import _reward_trainer
     from trl_plus.synthetic import get_task
 
     config = CompareConfig(losses=(), heads="bt", reward_pooling=pooling, **SMALL)
@@ -254,10 +255,10 @@ def test_same_seeds_give_the_same_rows_whatever_runs_before(reference: Path, tmp
 
 
 def test_step_times_leave_out_the_first_step_and_the_curve_evaluations(monkeypatch: pytest.MonkeyPatch) -> None:
-    from trl_plus import compare as compare_module
+    from trl_plus.compare import running
 
     clock = iter([0.0, 10.0, 11.0, 14.0, 16.0, 16.0, 21.0, 22.0])
-    monkeypatch.setattr(compare_module.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(running.time, "perf_counter", lambda: next(clock))
 
     class Bar:
         def update(self, n: int) -> None: ...
@@ -266,7 +267,7 @@ def test_step_times_leave_out_the_first_step_and_the_curve_evaluations(monkeypat
         global_step = 0
 
     state = State()
-    probe = compare_module._Probe(Bar(), None, {0, 2}, lambda model: 0.5)
+    probe = running._Probe(Bar(), None, {0, 2}, lambda model: 0.5)
     probe.on_train_begin(None, state, None)  # clock: curve at step 0 from 0 to 10; the first step starts at 11
     for step in (1, 2, 3):
         state.global_step = step
@@ -279,7 +280,7 @@ def test_step_times_leave_out_the_first_step_and_the_curve_evaluations(monkeypat
 def test_each_method_sees_the_same_prompts_per_step() -> None:
     from datasets import Dataset
 
-    from trl_plus.compare import Data, method_view
+    from trl_plus.compare.data import Data, method_view
 
     lists = Dataset.from_list([{"prompt": f"p{i}", "completions": ["a", "b", "c", "d"]} for i in range(10)])
     data = Data(lists, "ranked", [], ([], [], []))
@@ -438,7 +439,7 @@ def test_the_tiny_reference_gets_the_demo_recipes_sft_budget(
 ) -> None:
     import io
 
-    import trl_plus.compare
+    import trl_plus.compare.running
     import trl_plus.demo
     import trl_plus.testing
 
@@ -446,5 +447,5 @@ def test_the_tiny_reference_gets_the_demo_recipes_sft_budget(
     monkeypatch.setattr(trl_plus.testing, "make_tiny", lambda arch, out, seed=0: Path(out))
     monkeypatch.setattr(trl_plus.demo, "sft", lambda ref, out, task_name, *, steps, **_: budgets.append(steps) or out)
     config = CompareConfig(task=task, out_dir=str(tmp_path))
-    trl_plus.compare._task_reference(config, io.StringIO())
+    trl_plus.compare.running._task_reference(config, io.StringIO())
     assert budgets == [expected]

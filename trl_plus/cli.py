@@ -13,20 +13,7 @@ from typing import Any
 
 from trl_plus.errors import DEBUG_ENV, quiet_checkpointing_renames, run_reporting_errors
 from trl_plus.registry import LossSpec, RewardHeadSpec, list_losses, list_reward_heads, plugin_errors
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, markdown: bool = False) -> str:
-    """Rows as a markdown table, or as plain columns padded to line up in a terminal."""
-    if markdown:
-        escape = [[cell.replace("|", "\\|") for cell in row] for row in rows]
-        lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in escape])
-    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    return "\n".join(lines)
-
+from trl_plus.tables import format_table
 
 LOSS_HEADERS = ("name", "aliases", "input", "reference", "hyperparameters", "paper")
 HEAD_HEADERS = ("name", "aliases", "input", "hyperparameters", "paper")
