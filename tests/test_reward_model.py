@@ -163,3 +163,49 @@ def test_checkpoints_without_a_linear_reward_say_what_they_are(
         config = json.loads((tmp_path / name / "config.json").read_text())
         assert config["architectures"] == ["LlamaModel"]
         assert config["trl_plus_reward_head"] == kwargs.get("head", "bt")
+
+
+def test_a_loaded_sequence_classifier_keeps_its_reward(
+    tiny_checkpoints: dict[str, Path], rows: dict[str, list[str]]
+) -> None:
+    """TRL's RewardTrainer takes a loaded `*ForSequenceClassification` and trains it as it is: the backbone and its
+    `score` layer become the reward model's, so the rewards equal the classifier's logits before any training."""
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    classifier = AutoModelForSequenceClassification.from_pretrained(tiny_checkpoints["llama"], num_labels=1).eval()
+    model = RewardModel.from_backbone(classifier, head="bt").eval()
+    assert model.backbone is classifier.model
+    batch = model._tokenize(rows["prompts"], rows["a"])
+    with torch.no_grad():
+        logits = classifier(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    torch.testing.assert_close(model.score(rows["prompts"], rows["a"]), logits.squeeze(-1), atol=1e-5, rtol=0)
+
+
+def test_a_sequence_classifier_with_two_labels_is_refused(tiny_checkpoints: dict[str, Path]) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    classifier = AutoModelForSequenceClassification.from_pretrained(tiny_checkpoints["llama"])  # 2 labels by default
+    with pytest.raises(ValueError, match=r"`num_labels=2`, but reward models require `num_labels=1`"):
+        RewardModel.from_backbone(classifier, head="bt")
+
+
+def test_model_tags_are_the_backbones(tiny_checkpoints: dict[str, Path]) -> None:
+    """The Hub card's tags: TRL's tests read `trainer.model.model_tags` after the trainer added its own."""
+    model = RewardModel.from_backbone(tiny_checkpoints["llama"], head="bt")
+    assert model.model_tags == []
+    model.add_model_tags(["reward-trainer", "trl"])
+    assert model.model_tags == model.backbone.model_tags == ["reward-trainer", "trl"]
+
+
+def test_a_cloned_chat_template_resizes_the_backbone(tiny_checkpoints: dict[str, Path]) -> None:
+    """`RewardConfig(chat_template_path=<model id>)`: TRL's `clone_chat_template` adds the source's special tokens,
+    resizes the model's embeddings to the tokenizer and sets its eos, through the model it is given."""
+    from transformers import AutoTokenizer
+    from trl.chat_template_utils import clone_chat_template
+
+    model = RewardModel.from_backbone(tiny_checkpoints["gpt2"], head="bt")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoints["gpt2"])
+    model, tokenizer, added = clone_chat_template(model, tokenizer, str(tiny_checkpoints["qwen2"]))
+    assert added and model.vocab_size == len(tokenizer.vocab) == model.backbone.get_input_embeddings().num_embeddings
+    assert model.config.eos_token_id == tokenizer.convert_tokens_to_ids("<|im_end|>")

@@ -246,6 +246,7 @@ class RewardModelTrainer(FiniteGuardMixin, _compat.RewardTrainer):
             return model
         check_model_path(model)
         load_kwargs: dict[str, Any] = {"dtype": torch.float32, **(args.model_init_kwargs or {})}
+        load_kwargs.setdefault("trust_remote_code", args.trust_remote_code)  # as TRL's RewardTrainer does
         if quantization_config is not None:
             if "quantization_config" in load_kwargs:
                 raise ValueError(
@@ -485,9 +486,9 @@ def legacy_tokenised_columns(dataset: Any) -> Any:
     columns = getattr(dataset, "column_names", None) or []
     if "chosen_input_ids" not in columns or "rejected_input_ids" not in columns or "chosen_ids" in columns:
         return dataset
-    warnings.warn(
-        "Columns `chosen_input_ids`/`rejected_input_ids` are deprecated in TRL; read as `chosen_ids`/`rejected_ids`. "
-        "Rename them to silence this warning.",
+    warnings.warn(  # TRL's wording, which its tests match ("will not be supported in v1")
+        "Detected legacy dataset columns `chosen_input_ids`/`rejected_input_ids`; they are deprecated and will not be "
+        "supported in v1. They are read as `chosen_ids`/`rejected_ids`; rename them to silence this warning.",
         FutureWarning,
         stacklevel=3,
     )

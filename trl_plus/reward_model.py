@@ -95,6 +95,28 @@ def _tokenizer_kwargs(load_kwargs: dict[str, Any]) -> dict[str, Any]:
     return {key: load_kwargs[key] for key in ("revision", "trust_remote_code") if key in load_kwargs}
 
 
+def _sequence_classifier_parts(model: Any) -> tuple[Any, Any]:
+    """(backbone, `score` layer) of a loaded `*ForSequenceClassification` model (PEFT-wrapped or not), as TRL's
+    RewardTrainer takes one; (None, None) for any other model. One label only, as TRL requires."""
+    inner = model.get_base_model() if _compat.is_peft_model(model) else model
+    if not type(inner).__name__.endswith("ForSequenceClassification"):
+        return None, None
+    labels = getattr(inner.config, "num_labels", None)
+    if labels != 1:
+        raise ValueError(
+            f"The model has `num_labels={labels}`, but reward models require `num_labels=1`: one scalar reward per "
+            "sequence. Load it with `num_labels=1`, or pass the checkpoint's path or Hub id instead."
+        )
+    return getattr(inner, inner.base_model_prefix), getattr(inner, "score", None)
+
+
+def _scores_like(head: nn.Module, score: Any) -> bool:
+    """Whether `head` reads the reward through a `score` layer of the classifier's shape (bt and pl do)."""
+    own = getattr(head, "score", None)
+    weight = getattr(score, "weight", None)
+    return isinstance(own, nn.Linear) and weight is not None and own.weight.shape == weight.shape
+
+
 class RewardModel(nn.Module):
     """Backbone + head. `score(prompts, completions)` and `prefer(prompts, a, b)` work for every head."""
 
@@ -139,18 +161,26 @@ class RewardModel(nn.Module):
         spec = get_reward_head(head)
         kwargs = dict(head_kwargs or {})
         spec.check_kwargs(kwargs)
+        score = None
         if isinstance(model, (str, Path)):
             with _compat.backbone_of_causal_lm(str(model), load_kwargs):
                 backbone = AutoModel.from_pretrained(str(model), **load_kwargs)
             _compat.release_checkpoint_mapping(backbone)
             tokenizer = tokenizer or AutoTokenizer.from_pretrained(str(model), **_tokenizer_kwargs(load_kwargs))
         else:
-            backbone = model.get_decoder() if hasattr(model, "get_decoder") and hasattr(model, "lm_head") else model
+            backbone, score = _sequence_classifier_parts(model)
+            if backbone is None:
+                backbone = model.get_decoder() if hasattr(model, "get_decoder") and hasattr(model, "lm_head") else model
             source = getattr(model.config, "_name_or_path", "")
             if tokenizer is None and source:  # as TRL's trainers do for a model passed in loaded
                 tokenizer = AutoTokenizer.from_pretrained(source, **_tokenizer_kwargs(load_kwargs))
         hidden_size = backbone.config.get_text_config().hidden_size
-        return cls(backbone, spec.build(hidden_size, **kwargs), spec.name, kwargs, tokenizer, pooling)
+        module = spec.build(hidden_size, **kwargs)
+        if score is not None and pooling == "last" and _scores_like(module, score):
+            # A trained sequence classifier keeps its reward: its `score` is the linear head on the last token.
+            with torch.no_grad():
+                module.score.weight.copy_(score.weight)
+        return cls(backbone, module, spec.name, kwargs, tokenizer, pooling)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, head: str | None = None, **load_kwargs: Any) -> RewardModel:
@@ -277,6 +307,22 @@ class RewardModel(nn.Module):
     def add_model_tags(self, tags: list[str] | str) -> None:
         if hasattr(self.backbone, "add_model_tags"):
             self.backbone.add_model_tags(tags)
+
+    def can_generate(self) -> bool:
+        return False  # it scores sequences; TRL's `clone_chat_template` then leaves generation settings alone
+
+    def resize_token_embeddings(self, *args: Any, **kwargs: Any) -> Any:
+        """The backbone's, for tokens a cloned chat template adds (`chat_template_path`)."""
+        return self.backbone.resize_token_embeddings(*args, **kwargs)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.backbone.get_input_embeddings().num_embeddings
+
+    @property
+    def model_tags(self) -> list[str]:
+        """The Hub tags the model card gets (the trainers add theirs), read from the backbone as transformers does."""
+        return list(getattr(self.backbone, "model_tags", None) or [])
 
     # ---- computation ------------------------------------------------------------------------------------------
 

@@ -314,8 +314,27 @@ def test_legacy_tokenised_columns_train_as_in_trl(llama: Path, training_args: An
         trl = RewardTrainer(str(llama), args=RewardConfig(**reward_args(training_args)), train_dataset=data)
     ours_model = RewardModel.from_backbone(llama, head="bt")
     ours_model.head.score.weight.data.copy_(trl.model.score.weight.data)
-    with pytest.warns(FutureWarning, match="chosen_input_ids"):
+    with pytest.warns(FutureWarning, match=r"chosen_input_ids.*will not be supported in v1"):  # TRL's words
         ours = RewardModelTrainer(ours_model, args=RewardModelConfig(**reward_args(training_args)), train_dataset=data)
     trl.train()
     ours.train()
     assert ours.state.log_history[0]["loss"] == pytest.approx(trl.state.log_history[0]["loss"], rel=1e-5)
+
+
+def test_config_trust_remote_code_reaches_the_loaders(
+    llama: Path, pairs: Dataset, training_args: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`RewardConfig(trust_remote_code=True)` loads a custom architecture in TRL; it must reach every loader here."""
+    from transformers import AutoConfig
+
+    flags: list[object] = []
+    original = AutoConfig.from_pretrained
+
+    def record(*args: object, **kwargs: object) -> object:
+        flags.append(kwargs.get("trust_remote_code"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(AutoConfig, "from_pretrained", record)
+    args = RewardModelConfig(**reward_args(training_args), trust_remote_code=True)
+    RewardModelTrainer(str(llama), args=args, train_dataset=pairs.remove_columns("chosen_win_prob"))
+    assert flags and all(flag is True for flag in flags), flags
