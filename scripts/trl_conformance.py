@@ -70,7 +70,7 @@ KNOWN_DIFFERENCES = {
     "tests/test_reward_trainer.py::TestRewardTrainer::test_trust_remote_code": (
         "RewardModelTrainer trains a RewardModel (backbone + head), not a *ForSequenceClassification class"
     ),
-    "tests/test_reward_trainer.py::TestRewardTrainer::test_train_with_set_chat_template_from_path": _NAMES,
+    "tests/test_reward_trainer.py::TestRewardTrainer::test_train_with_set_chat_template_from": _NAMES,  # model, path
     "tests/test_reward_trainer.py::TestRewardTrainer::test_train_dense_with_peft_config": _NAMES,
     "tests/test_reward_trainer.py::TestRewardTrainer::test_train_moe_with_peft_config": _NAMES,
     "tests/test_reward_trainer.py::TestRewardTrainer::test_train_peft_model": _NAMES,
