@@ -124,6 +124,35 @@ def test_a_judge_ranks_the_samples_instead_of_the_oracle(tiny_checkpoints: dict[
         assert [len(x) for x in answers] == sorted(len(x) for x in answers)
     pairs = round_data(tiny_checkpoints["llama"], task, loss=["dpo"], rows=6, k=2, seed=0, judge=shorter)
     assert all(len(c) <= len(r) for c, r in zip(pairs["chosen"], pairs["rejected"], strict=True))
+    # Drawn rankings: a certain judge's (probabilities 0 and 1) come out sorted; a coin-flip judge's in any order.
+    drawn = round_data(
+        tiny_checkpoints["llama"], task, loss=["dpo"], rows=6, k=2, seed=0, judge=shorter, draw_rankings=True
+    )
+    certain = [(c, r) for c, r in zip(drawn["chosen"], drawn["rejected"], strict=True) if len(c) != len(r)]
+    assert certain and all(len(c) < len(r) for c, r in certain)
+
+    def coin(prompts, a, b):  # type: ignore[no-untyped-def]
+        return [0.5] * len(prompts)
+
+    flips = round_data(tiny_checkpoints["llama"], task, loss=["dpo"], rows=64, k=2, seed=0, judge=coin)
+    drawn = round_data(
+        tiny_checkpoints["llama"], task, loss=["dpo"], rows=64, k=2, seed=0, judge=coin, draw_rankings=True
+    )
+    assert drawn["prompt"] == flips["prompt"]
+    swapped = sum(a != b for a, b in zip(flips["chosen"], drawn["chosen"], strict=True))
+    assert 0 < swapped < len(flips)  # sorted ties keep the sampling order; draws swap about half of them
+
+
+def test_soft_labels_are_the_oracles_probability_of_the_drawn_label(tiny_checkpoints: dict[str, Path], task) -> None:  # type: ignore[no-untyped-def]
+    from trl_plus.synthetic import policy_preference_dataset
+
+    plain = policy_preference_dataset(tiny_checkpoints["llama"], task, 12, seed=0)
+    soft = policy_preference_dataset(tiny_checkpoints["llama"], task, 12, seed=0, oracle_column=True)
+    assert soft.remove_columns("chosen_win_prob").to_list() == plain.to_list()  # the same pairs and labels
+    for row in soft:
+        assert row["chosen_win_prob"] == pytest.approx(task.prefer(row["prompt"], row["chosen"], row["rejected"]))
+    with pytest.raises(ValueError, match="oracle_column is for pairs"):
+        policy_preference_dataset(tiny_checkpoints["llama"], task, 4, k=3, oracle_column=True)
 
 
 def test_a_reward_model_judges_and_bad_judges_are_refused(tiny_checkpoints: dict[str, Path], task) -> None:  # type: ignore[no-untyped-def]

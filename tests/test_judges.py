@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from trl_plus.judges import best_of_n, task_judge
+from trl_plus.judges import best_of_n, task_judge, with_rule
 from trl_plus.synthetic import get_task, sample_completions
-from trl_plus.synthetic.evaluate import load_policy
+from trl_plus.synthetic.evaluate import judge_rankings, load_policy
 
 
 @pytest.fixture(scope="module")
@@ -43,3 +45,30 @@ def test_task_judge_is_the_oracle_and_bad_calls_are_refused(tiny_checkpoints: di
         best_of_n(tiny_checkpoints["llama"], prompts, judge, score=lambda p, c: [0.0] * len(c))
     with pytest.raises(ValueError, match="n must be"):
         best_of_n(tiny_checkpoints["llama"], prompts, judge, n=0)
+
+
+def test_a_rule_overrules_the_judge_only_where_one_answer_breaks_it(prompts) -> None:  # type: ignore[no-untyped-def]
+    task = get_task("packing", seed=0)
+    best = [task.best_response(p) for p in prompts]
+    ruled = with_rule(lambda p, a, b: [0.3] * len(p), task.is_valid)
+    assert ruled(prompts, best, ["rope rope"] * len(prompts)) == [1.0] * len(prompts)  # only the first keeps it
+    assert ruled(prompts, ["rope rope"] * len(prompts), best) == [0.0] * len(prompts)
+    assert ruled(prompts, best, best) == [0.3] * len(prompts)  # both keep it: the judge decides
+    assert ruled(prompts, ["rope rope"] * len(prompts), ["x"] * len(prompts)) == [0.3] * len(prompts)  # both break it
+
+
+def test_drawn_rankings_follow_the_judges_probabilities() -> None:
+    """Sorted rankings put the judge's favourite first every time; drawn ones (Plackett-Luce on the log-odds)
+    put it first as often as a Bradley-Terry judge says: for rewards (1, 0, 0), e / (e + 2) of the time."""
+    rewards = {"a": 1.0, "b": 0.0, "c": 0.0}
+
+    def bradley_terry(prompts, a, b):  # type: ignore[no-untyped-def]
+        return [1.0 / (1.0 + math.exp(rewards[y] - rewards[x])) for x, y in zip(a, b, strict=True)]
+
+    answers = [["b", "a", "c"]] * 4000
+    prompts = ["p"] * len(answers)
+    assert {tuple(r) for r in judge_rankings(bradley_terry, prompts, answers)} == {("a", "b", "c")}
+    drawn = judge_rankings(bradley_terry, prompts, answers, rng=np.random.default_rng(0))
+    first = sum(ranking[0] == "a" for ranking in drawn) / len(drawn)
+    assert first == pytest.approx(math.e / (math.e + 2), abs=0.025)
+    assert all(sorted(ranking) == ["a", "b", "c"] for ranking in drawn)

@@ -47,7 +47,15 @@ def every_pair(ranked: Any, *, seed: int) -> Any:
 
 
 def round_data(
-    policy: str | Path, task: SyntheticTask, *, loss: list[str], rows: int, k: int, seed: int, judge: Any = None
+    policy: str | Path,
+    task: SyntheticTask,
+    *,
+    loss: list[str],
+    rows: int,
+    k: int,
+    seed: int,
+    judge: Any = None,
+    draw_rankings: bool = False,
 ) -> Any:
     """One round's training rows: `k` samples per prompt of `policy`, ranked by the oracle (or `judge`), given to
     the losses in the form they take (ranked lists, every ordered pair, or the unpaired view of those pairs)."""
@@ -57,7 +65,7 @@ def round_data(
     _, kinds = loss_kinds(loss)
     per_list = k * (k - 1) // 2
     lists = rows if "ranked" in kinds else -(-rows // per_list)  # enough lists for `rows` pairs
-    data = policy_preference_dataset(policy, task, lists, k=k, seed=seed, judge=judge)
+    data = policy_preference_dataset(policy, task, lists, k=k, seed=seed, judge=judge, draw_rankings=draw_rankings)
     if k == 2:  # pairs already (chosen, rejected); a ranked loss takes them as lists of two
         if "ranked" in kinds:
             return data.map(
@@ -89,6 +97,7 @@ def iterative_training(
     seed: int = 0,
     on_round: Any = None,
     judge: Any = None,
+    draw_rankings: bool = False,
 ) -> list[Round]:
     """Train `rounds` rounds from `model`; returns one `Round` per round (the last one's `path` is the final policy).
 
@@ -99,7 +108,8 @@ def iterative_training(
     the policy settle instead of oscillating around the optimum (measured in the README's demo section).
     `on_round(round)` is called after each round, e.g. to evaluate it. `judge(prompts, a, b) → P(a ≻ b)` ranks the
     samples instead of the task's oracle (which then only gives the prompts): a reward model's `prefer`, an LLM
-    judge, any callable.
+    judge, any callable. `draw_rankings` draws each ranking from the judge's probabilities rather than sorting by
+    them (see `judge_rankings`), which keeps a learned judge's errors from compounding round after round.
     """
     from trl_plus.demo import loss_kinds, preference_trainer
 
@@ -123,7 +133,14 @@ def iterative_training(
         # Unpaired losses see two rows per pair, so twice the rows per step, as in the demo's single round.
         rows_per_step = 2 * batch_size if kinds == {"unpaired"} else batch_size
         data = round_data(
-            policy, task, loss=names, rows=batch_size * steps_per_round, k=k, seed=seed + index, judge=judge
+            policy,
+            task,
+            loss=names,
+            rows=batch_size * steps_per_round,
+            k=k,
+            seed=seed + index,
+            judge=judge,
+            draw_rankings=draw_rankings,
         )
         trainer = preference_trainer(
             policy,

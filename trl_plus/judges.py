@@ -35,6 +35,23 @@ def task_judge(task: SyntheticTask) -> Judge:
     return judge
 
 
+def with_rule(judge: Judge, rule: Callable[[Any, Any], bool]) -> Judge:
+    """`judge`, except that an answer keeping `rule(prompt, completion)` (a format check, say) beats one that breaks
+    it outright. A learned judge only knows the answers its training data showed; a policy it ranks drifts to
+    answers outside them, malformed ones included, where its verdicts are arbitrary. A rule that needs no
+    preference data covers those."""
+
+    def ruled(prompts: Sequence[Any], a: Sequence[Any], b: Sequence[Any]) -> list[float]:
+        verdicts = [float(p) for p in judge(prompts, a, b)]
+        for index, (prompt, x, y) in enumerate(zip(prompts, a, b, strict=True)):
+            keeps_x, keeps_y = rule(prompt, x), rule(prompt, y)
+            if keeps_x != keeps_y:
+                verdicts[index] = 1.0 if keeps_x else 0.0
+        return verdicts
+
+    return ruled
+
+
 class SequenceClassifierPreference:
     """A scalar reward model (`AutoModelForSequenceClassification`, one label) as a preference: σ(r_a − r_b)."""
 

@@ -76,9 +76,10 @@ def train_reward_model(
     seed: int = 0,
     batch_size: int = 32,
     output_dir: str | Path | None = None,
+    pooling: str = "mean",
 ) -> tuple[Any, float]:
-    """A `head` reward model trained from `model` on `pairs` with mean pooling, a constant learning rate and a faster
-    head, as these experiments train them; (the RewardModel in eval mode, train seconds)."""
+    """A `head` reward model trained from `model` on `pairs` with mean pooling (by default), a constant learning rate
+    and a faster head, as these experiments train them; (the RewardModel in eval mode, train seconds)."""
     from transformers import PrinterCallback
 
     from trl_plus.trainers.reward import RewardModelConfig, RewardModelTrainer
@@ -88,7 +89,7 @@ def train_reward_model(
             str(output_dir or scratch),
             head=head,
             head_kwargs=head_kwargs,
-            pooling="mean",
+            pooling=pooling,
             learning_rate=learning_rate,
             head_learning_rate=head_learning_rate,
             lr_scheduler_type="constant",

@@ -55,6 +55,11 @@ def test_held_out_prompts_are_never_drawn_for_training() -> None:
     evaluation = TASK.prompts(300, stream="eval")
     assert all(TASK.parse_prompt(p)[0] in held_out for p in evaluation)
     assert len({TASK.parse_prompt(p)[0] for p in evaluation}) == len(held_out)  # and draws all of them
+    # Pairs on held-out prompts, for scoring a reward model there (oracle_agreement(..., stream="eval")).
+    pairs = TASK.preference_dataset(50, oracle_column=True, stream="eval")
+    assert pairs["prompt"] == TASK.prompts(50, stream="eval")
+    for row in pairs:
+        assert row["chosen_win_prob"] == pytest.approx(TASK.prefer(row["prompt"], row["chosen"], row["rejected"]))
 
 
 def test_the_base_distribution_reads_the_prompt_and_never_repeats() -> None:

@@ -103,18 +103,21 @@ class SyntheticTask(ABC):
         label_noise: float = 0.0,
         conversational: bool = False,
         oracle_column: bool = False,
+        stream: str = "preference",
     ) -> Dataset:
         """Prompt/chosen/rejected triples: two distinct base responses, ordered by a label drawn from the oracle.
 
         `label_noise` flips each label with that probability after it is drawn. `oracle_column` adds
-        `chosen_win_prob`, the oracle's P(chosen ≻ rejected), for losses that use soft labels.
+        `chosen_win_prob`, the oracle's P(chosen ≻ rejected), for losses that use soft labels. Another `stream`
+        draws the prompts from `prompts(stream=...)`: "eval" puts the pairs on held-out prompts.
         """
         if not 0.0 <= label_noise <= 0.5:
             raise ValueError(f"label_noise must be in [0, 0.5], got {label_noise}.")
         rng = self.rng("preference", seed)
+        given = None if stream == "preference" else self.prompts(n, seed=seed, stream=stream)
         rows = []
-        for _ in range(n):
-            prompt = self.sample_prompt(rng)
+        for index in range(n):
+            prompt = self.sample_prompt(rng) if given is None else given[index]
             a, b = self._distinct_pair(prompt, rng)
             p_a = self.prefer(prompt, a, b)
             a_wins = bool(rng.random() < p_a)

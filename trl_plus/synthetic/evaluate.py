@@ -19,6 +19,7 @@ import torch
 from trl_plus.synthetic.base import SyntheticTask
 
 if TYPE_CHECKING:
+    import numpy as np
     from datasets import Dataset
 
 Policy = str | Path | tuple[Any, Any]
@@ -306,24 +307,30 @@ def policy_preference_dataset(
     max_new_tokens: int = 16,
     batch_size: int = 64,
     judge: Any = None,
+    oracle_column: bool = False,
+    draw_rankings: bool = False,
 ) -> Dataset:
     """On-policy preference data: `k` samples from `policy` per prompt, ordered by the oracle, or by `judge`.
 
     k = 2 gives prompt/chosen/rejected pairs with a label drawn from the oracle; k > 2 gives ranked lists (column
     `completions`, best first, a Plackett-Luce draw as in `task.ranked_dataset`). Unlike the task's own datasets
     (well-formed base answers), these cover what the policy actually says, malformed answers included, so a
-    preference loss also learns to avoid those. Duplicate and empty samples are dropped, and prompts left with
-    fewer than two distinct samples are skipped, so the result can hold fewer than `n` rows.
+    preference loss also learns to avoid those. `oracle_column` (k = 2, no judge) adds `chosen_win_prob`, the
+    oracle's P(chosen ≻ rejected): soft labels, as the share of many raters preferring `chosen` would give.
+    Duplicate and empty samples are dropped, and prompts left with fewer than two distinct samples are skipped, so
+    the result can hold fewer than `n` rows.
 
     `judge(prompts, a, b) → P(a ≻ b)` per row (e.g. `RewardModel.prefer`, or any callable) replaces the oracle:
     every pair of a prompt's samples is judged, in one batched call, and the samples are ranked by their summed
-    win probabilities (ties keep sampling order); with k = 2 the more likely winner is chosen. The task then only
-    supplies the prompts.
+    win probabilities (ties keep sampling order); with k = 2 the more likely winner is chosen. `draw_rankings` draws
+    them from the judge's probabilities instead (see `judge_rankings`). The task then only supplies the prompts.
     """
     from datasets import Dataset
 
     if k < 2:
         raise ValueError(f"k must be at least 2 (a pair), got {k}.")
+    if oracle_column and (k != 2 or judge is not None):
+        raise ValueError("oracle_column is for pairs (k = 2) labelled by the oracle, not by a judge.")
     model, tokenizer = load_policy(policy)
     prompts = task.prompts(n, seed=seed, stream="preference")
     groups = sample_groups(
@@ -331,7 +338,7 @@ def policy_preference_dataset(
     )
     rng = task.rng("policy-preference", seed)
     answers = distinct_answers(groups)
-    judged = None if judge is None else judge_rankings(judge, prompts, answers)
+    judged = None if judge is None else judge_rankings(judge, prompts, answers, rng=rng if draw_rankings else None)
     rows: list[dict[str, Any]] = []
     for index, prompt in enumerate(prompts):
         distinct = answers[index]
@@ -343,21 +350,34 @@ def policy_preference_dataset(
             rows.append(pair if k == 2 else {"prompt": prompt, "completions": ranked})
         elif k == 2:
             a, b = distinct
-            a_wins = bool(rng.random() < task.prefer(prompt, a, b))
+            p_a = task.prefer(prompt, a, b)
+            a_wins = bool(rng.random() < p_a)
             chosen, rejected = (a, b) if a_wins else (b, a)
-            rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+            row: dict[str, Any] = {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+            if oracle_column:
+                row["chosen_win_prob"] = p_a if a_wins else 1.0 - p_a
+            rows.append(row)
         else:
             rows.append({"prompt": prompt, "completions": task.rank(prompt, distinct, rng)})
     return Dataset.from_list(rows)
 
 
-def judge_rankings(judge: Any, prompts: Sequence[Any], answers: list[list[str]]) -> list[list[str]]:
+def judge_rankings(
+    judge: Any, prompts: Sequence[Any], answers: list[list[str]], *, rng: np.random.Generator | None = None
+) -> list[list[str]]:
     """Each prompt's answers, best first by their summed P(answer ≻ other) under `judge(prompts, a, b)`, from one
-    batched call over every unordered pair (P(b ≻ a) is taken as 1 − P(a ≻ b))."""
+    batched call over every unordered pair (P(b ≻ a) is taken as 1 − P(a ≻ b)).
+
+    With `rng`, each ranking is drawn instead, as a rater would give it: Plackett-Luce on each answer's log-odds of
+    winning, summed over the others and divided by the group's size, which for a Bradley-Terry judge
+    (σ(r_a − r_b)) are its rewards less their mean. Sorted
+    rankings always put the judge's favourite first, so a policy trained on them collapses onto it within a few
+    rounds, errors included; drawn ones keep the judge's uncertainty, as the oracle's drawn labels do."""
     calls: list[tuple[int, int, int]] = [
         (row, i, j) for row, group in enumerate(answers) for i in range(len(group)) for j in range(i + 1, len(group))
     ]
     wins = [[0.0] * len(group) for group in answers]
+    log_odds = [[0.0] * len(group) for group in answers]
     if calls:
         probs = judge(
             [prompts[row] for row, _, _ in calls],
@@ -372,6 +392,12 @@ def judge_rankings(judge: Any, prompts: Sequence[Any], answers: list[list[str]])
                 raise ValueError(f"The judge returned {p} for P(a ≻ b); it must be a probability in [0, 1].")
             wins[row][i] += p
             wins[row][j] += 1.0 - p
+            clipped = min(max(p, 1e-6), 1.0 - 1e-6)
+            odds = math.log(clipped / (1.0 - clipped)) / len(answers[row])
+            log_odds[row][i] += odds
+            log_odds[row][j] -= odds
+    if rng is not None:  # Gumbel-max: sorting score + Gumbel noise draws a Plackett-Luce ranking
+        wins = [[score + float(rng.gumbel()) for score in scores] for scores in log_odds]
     return [
         [group[i] for i in sorted(range(len(group)), key=lambda i: -wins[row][i])] for row, group in enumerate(answers)
     ]
@@ -401,11 +427,18 @@ class OracleAgreement:
 
 
 def oracle_agreement(
-    prefer: Any, task: SyntheticTask, n: int = 2000, *, seed: int = 1000, batch_size: int = 256
+    prefer: Any,
+    task: SyntheticTask,
+    n: int = 2000,
+    *,
+    seed: int = 1000,
+    batch_size: int = 256,
+    stream: str = "preference",
 ) -> OracleAgreement:
     """Score `prefer(prompts, completions_a, completions_b) → P(a ≻ b)` (e.g. `RewardModel.prefer`) against the
-    oracle on `n` held-out pairs drawn with `seed` (keep it apart from the training data's seed)."""
-    pairs = task.preference_dataset(n, seed=seed, oracle_column=True)
+    oracle on `n` held-out pairs drawn with `seed` (keep it apart from the training data's seed); `stream="eval"`
+    puts them on the held-out prompts of tasks that hold prompts out."""
+    pairs = task.preference_dataset(n, seed=seed, oracle_column=True, stream=stream)
     prompts, chosen, rejected = pairs["prompt"], pairs["chosen"], pairs["rejected"]
     predicted: list[float] = []
     for start in range(0, n, batch_size):
