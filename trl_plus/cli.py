@@ -192,6 +192,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         args.out,
         arch=args.arch,
         task_name=args.task,
+        method=args.method,
+        judge=args.judge,
         sft_steps=args.sft_steps,
         loss=None if args.loss is None else [name.strip() for name in args.loss.split(",")],
         loss_kwargs=loss_kwargs,
@@ -199,6 +201,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         steps=args.steps,
         rounds=args.rounds,
         learning_rate=args.learning_rate,
+        pairs=args.pairs,
         eval_prompts=args.n,
         seed=args.seed,
     )
@@ -218,7 +221,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             online_max_new_tokens=args.online_max_new_tokens,
             rounds=args.rounds,
             reward_pooling=args.reward_pooling,
-            task=args.task if args.task or args.dataset else "transitive",
+            task=args.task if args.task or args.dataset else "packing",
             dataset=args.dataset,
             model=args.model,
             out_dir=args.out,
@@ -234,6 +237,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             threads=args.threads,
             progress=not args.no_progress,
+            control=not args.no_control,
             **kwargs,
         )
         comparison = compare(config)
@@ -256,6 +260,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from trl_plus.demo import JUDGES, METHODS
     from trl_plus.synthetic import DEMO_TASK, TASKS
     from trl_plus.testing import ARCHITECTURES
 
@@ -324,21 +329,39 @@ def build_parser() -> argparse.ArgumentParser:
             sub.set_defaults(func=_cmd_constitution)
 
     demo = commands.add_parser(
-        "demo", help="tiny model → SFT → preference training with --loss → oracle win rate vs the SFT reference"
+        "demo",
+        help="the RLHF loop: tiny model → SFT → preference data and a reward model → --method → oracle win rate",
     )
     demo.add_argument("--out", default="runs/demo", help="where to save the checkpoints (default runs/demo)")
     demo.add_argument("--arch", choices=ARCHITECTURES, default="llama", help="model family (default llama)")
     demo.add_argument("--task", choices=sorted(TASKS), default=DEMO_TASK, help=f"synthetic task (default {DEMO_TASK})")
     recipe = "default: the task's recipe, see trl_plus.demo.RECIPES"
+    demo.add_argument(
+        "--method",
+        choices=METHODS,
+        default=None,
+        help="iterative: rounds of fresh samples ranked by the judge; offline: one round of --loss on the preference "
+        f"data; rft: rejection-sampling fine-tuning; ppo; nash_md ({recipe})",
+    )
+    demo.add_argument(
+        "--judge",
+        choices=JUDGES,
+        default="reward-model",
+        help="what ranks or rewards the online methods' samples: the reward model trained on the preference data "
+        "(default), or the task's oracle",
+    )
     demo.add_argument("--sft-steps", type=int, default=None, help=f"SFT steps before preference training ({recipe})")
     demo.add_argument(
         "--loss", default=None, help=f"registered loss(es) for the preference stage, e.g. simpo or dpo,sft ({recipe})"
     )
     demo.add_argument("--loss-kwargs", default=None, help="JSON hyperparameters, e.g. '{\"beta\": 0.2}'")
     demo.add_argument("--loss-weights", default=None, help="one weight per loss, e.g. 1,0.2 (default: equal)")
-    demo.add_argument("--rounds", type=int, default=None, help=f"1: one round of pairs; more: iterative ({recipe})")
-    demo.add_argument("--steps", type=int, default=None, help=f"training steps per round, batches of 16 ({recipe})")
+    demo.add_argument("--rounds", type=int, default=None, help=f"rounds of fresh samples, iterative and rft ({recipe})")
+    demo.add_argument(
+        "--steps", type=int, default=None, help=f"training steps (per round for the loops), batches of 16 ({recipe})"
+    )
     demo.add_argument("--learning-rate", type=float, default=None, help=f"preference stage ({recipe})")
+    demo.add_argument("--pairs", type=int, default=None, help=f"the reward model's preference pairs ({recipe})")
     demo.add_argument("--n", type=int, default=512, help="held-out prompts for the oracle evaluation (default 512)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the model, task and sampling (default 0)")
     demo.set_defaults(func=_cmd_demo)
@@ -371,10 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument(
         "--rounds", type=int, default=4, help="iterative and rft rows: rounds of fresh samples in --steps (default 4)"
     )
-    cmp.add_argument("--task", choices=sorted(TASKS), help="synthetic task with an oracle (default transitive)")
+    cmp.add_argument("--task", choices=sorted(TASKS), help="synthetic task with an oracle (default packing)")
     cmp.add_argument("--dataset", help="your preference data instead: save_to_disk dir, json/csv/parquet, hub id")
     cmp.add_argument("--model", help="the reference every method starts from (default: a tiny llama, SFT here)")
-    cmp.add_argument("--steps", type=int, default=200, help="training steps per method and seed (default 200)")
+    cmp.add_argument("--steps", type=int, default=400, help="training steps per method and seed (default 400)")
     cmp.add_argument("--seeds", type=int, default=3, help="training runs per method, seeds 0..N-1 (default 3)")
     cmp.add_argument(
         "--sft-steps", type=int, help="SFT of the reference on the task (default: the demo's, 300; 900 for packing)"
@@ -394,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--threads", type=int, help="torch threads; results repeat exactly for the same count")
     cmp.add_argument("--out", default="runs/compare", help="output directory (default runs/compare)")
     cmp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    cmp.add_argument(
+        "--no-control", action="store_true", help="task runs: leave out the sft control row added when no row is sft"
+    )
     cmp.set_defaults(func=_cmd_compare)
 
     # `trl-plus train` has its own parser (TRL's TrlParser); `main` hands it every argument after `train`.

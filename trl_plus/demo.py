@@ -1,14 +1,17 @@
-"""The offline demo: build a tiny checkpoint, teach it the synthetic task's format with TRL's SFTTrainer, align it
-on the task's preference pairs with PreferenceTrainer and any registered loss, and score the result against its
-SFT reference with the oracle. No network, no GPU; a few minutes at most on two CPU cores."""
+"""The offline demo, the RLHF loop on a synthetic task: build a tiny checkpoint, teach it the task's format with
+TRL's SFTTrainer, collect preference data on its answers and train a reward model on them, align the SFT model with
+one of `METHODS` (iterative on-policy preference training, offline preference training with any registered loss,
+rejection-sampling fine-tuning, PPO, Nash-MD), and score the result against its SFT reference with the oracle. No
+network, no GPU; a few minutes on two CPU cores."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from trl_plus.judges import with_rule
 from trl_plus.synthetic import DEMO_TASK, WinRate, get_task, policy_preference_dataset, win_rate
 from trl_plus.testing import make_tiny
 from trl_plus.types import InputKind
@@ -159,7 +162,7 @@ def preference_trainer(
 def align(
     model_path: str | Path,
     out_dir: str | Path,
-    task_name: str,
+    data: Any,
     *,
     loss: str | list[str],
     steps: int,
@@ -168,7 +171,8 @@ def align(
     learning_rate: float = 5e-5,
     loss_weights: list[float] | None = None,
 ) -> Path:
-    """Preference training from the SFT model; saves model and tokenizer.
+    """Offline preference training from the SFT model on `data` (pairs, or ranked lists for listwise losses); saves
+    model and tokenizer.
 
     Paired and listwise losses train with PreferenceTrainer; unpaired ones (kto, bco...) with
     UnpairedPreferenceTrainer on the unpaired view of the same pairs, two rows per pair, so every loss sees the same
@@ -176,11 +180,7 @@ def align(
     """
     from trl_plus.trainers import unpaired_view
 
-    task = get_task(task_name, seed=seed)
-    _, kinds = loss_kinds(loss)
-    unpaired = kinds == {"unpaired"}
-    # On-policy data: samples of the SFT model itself, labelled by the oracle (see policy_preference_dataset).
-    data = policy_preference_dataset(model_path, task, 16 * steps, k=4 if "ranked" in kinds else 2, seed=seed)
+    unpaired = loss_kinds(loss)[1] == {"unpaired"}
     trainer = preference_trainer(
         model_path,
         out_dir,
@@ -208,36 +208,103 @@ def _check_loss_kwargs(names: list[str], loss_kwargs: dict[str, Any] | None) -> 
     return resolve_loss_kwargs(SimpleNamespace(loss_kwargs=loss_kwargs), [get_loss(name) for name in names], {})
 
 
+METHODS = ("iterative", "offline", "rft", "ppo", "nash_md")
+JUDGES = ("reward-model", "oracle")
+
+
 @dataclass(frozen=True)
 class Recipe:
-    """A task's demo settings, found by measurement (README, "The demo"); any flag overrides its field."""
+    """A method's demo settings on a task, found by measurement (README, "The demo"); any flag overrides its field."""
+
+    steps: int  # per round for the loops (iterative, rft); in all for the others
+    learning_rate: float
+    rounds: int = 1  # iterative and rft: rounds of fresh samples
+    loss: tuple[str, ...] = ("dpo",)  # iterative and offline
+    loss_weights: tuple[float, ...] | None = None
+    last_round_lr_ratio: float = 1.0  # iterative: the last round's learning rate over the first's, linear in between
+    config: tuple[tuple[str, Any], ...] = ()  # ppo and nash_md: PPOConfig / NashConfig fields
+
+
+@dataclass(frozen=True)
+class TaskRecipe:
+    """A task's demo: SFT, the preference data and reward model, and each method's `Recipe`."""
 
     sft_steps: int
-    loss: tuple[str, ...]
-    steps: int  # per round
-    rounds: int  # 1: one round of pairs sampled from the SFT model; more: iterative on-policy rounds
-    learning_rate: float
-    loss_weights: tuple[float, ...] | None = None
-    last_round_lr_ratio: float = 1.0  # the last round's learning rate over the first's, linear in between
+    method: str  # the default
+    methods: dict[str, Recipe]
+    pairs: int = 16384  # the reward model's preference data: the task's pairs of base answers, soft labels
+    reward_epochs: float = 3.0
+    reward_learning_rate: float = 1e-3
+    reward_pooling: str = "mean"
 
 
-RECIPES = {
-    # Iterative: 24 rounds of 100 steps, each on every ordered pair of 4 fresh samples per prompt of the policy, the
-    # learning rate falling from 5e-4 to 5e-5 over the rounds. The small sft term keeps the answers well-formed
-    # while dpo moves probability between them.
-    "packing": Recipe(
-        sft_steps=900,
-        loss=("dpo", "sft"),
-        steps=100,
-        rounds=24,
-        learning_rate=5e-4,
-        loss_weights=(1.0, 0.2),
-        last_round_lr_ratio=0.1,
+# The loops and online trainers, as measured on packing (README, "The demo").
+ONLINE = {
+    # 24 rounds of 100 steps, each on every ordered pair of 4 fresh samples per prompt of the policy ranked by the
+    # judge, the learning rate falling from 5e-4 to 5e-5 over the rounds. The small sft term keeps the answers
+    # well-formed while dpo moves probability between them.
+    "iterative": Recipe(
+        steps=100, learning_rate=5e-4, rounds=24, loss=("dpo", "sft"), loss_weights=(1.0, 0.2), last_round_lr_ratio=0.1
     ),
-    # The first demo: one round of 400 steps on pairs of the SFT model's samples, at a small learning rate.
-    "transitive": Recipe(sft_steps=300, loss=("dpo",), steps=400, rounds=1, learning_rate=5e-5),
-    "cyclic": Recipe(sft_steps=300, loss=("dpo",), steps=400, rounds=1, learning_rate=5e-5),
+    "rft": Recipe(steps=100, learning_rate=5e-4, rounds=24),
+    "ppo": Recipe(steps=400, learning_rate=1e-3, config=(("kl_coef", 0.2), ("num_ppo_epochs", 4))),
+    "nash_md": Recipe(steps=400, learning_rate=1e-3, config=(("beta", 0.1),)),
 }
+# The first demo: one round of 400 steps on the preference pairs, at a small learning rate.
+FIRST_DEMO = {**ONLINE, "offline": Recipe(steps=400, learning_rate=5e-5)}
+RECIPES = {
+    "packing": TaskRecipe(sft_steps=900, method="iterative", methods={**ONLINE, "offline": Recipe(400, 2e-4)}),
+    "transitive": TaskRecipe(sft_steps=300, method="offline", methods=FIRST_DEMO),
+    "cyclic": TaskRecipe(sft_steps=300, method="offline", methods=FIRST_DEMO),
+}
+ONLINE_MAX_NEW_TOKENS = 8  # the online trainers' completions while training: every task's answers fit
+
+
+def reward_model(
+    sft_path: Path, out_dir: Path, pairs: Any, recipe: TaskRecipe, task: Any, *, seed: int
+) -> tuple[Any, Any]:
+    """A `bt` reward model trained from the SFT model on the preference pairs, saved to `out_dir`; (the model in
+    eval mode, its agreement with the oracle on held-out pairs)."""
+    from trl_plus.reward_bench import train_reward_model
+    from trl_plus.synthetic import oracle_agreement
+
+    model, _ = train_reward_model(
+        sft_path,
+        pairs,
+        "bt",
+        epochs=recipe.reward_epochs,
+        learning_rate=recipe.reward_learning_rate,
+        head_learning_rate=1e-2,
+        seed=seed,
+        pooling=recipe.reward_pooling,
+    )
+    model.save_pretrained(out_dir)
+    return model, oracle_agreement(model.prefer, task, 1000, seed=seed + 1000, stream="eval")
+
+
+def online_trainer(
+    method: str, sft_path: Path, out_dir: Path, task: Any, source: Any, recipe: Recipe, *, seed: int
+) -> Any:
+    """PPOTrainer against the reward `source`, or NashTrainer against it as a preference, on the task's training
+    prompts; not yet trained."""
+    from datasets import Dataset
+
+    from trl_plus.trainers import NashConfig, NashTrainer, PPOConfig, PPOTrainer
+
+    batch_size = 16
+    args = online_training_args(
+        out_dir,
+        steps=recipe.steps,
+        seed=seed,
+        batch_size=batch_size,
+        learning_rate=recipe.learning_rate,
+        max_completion_length=ONLINE_MAX_NEW_TOKENS,
+    )
+    args.update(dict(recipe.config))
+    prompts = Dataset.from_dict({"prompt": task.prompts(batch_size * recipe.steps, seed=seed, stream="preference")})
+    if method == "ppo":
+        return PPOTrainer(str(sft_path), reward_funcs=source, args=PPOConfig(**args), train_dataset=prompts)
+    return NashTrainer(str(sft_path), preference=source, args=NashConfig(**args), train_dataset=prompts)
 
 
 def run_demo(
@@ -245,6 +312,8 @@ def run_demo(
     *,
     arch: str = "llama",
     task_name: str = DEMO_TASK,
+    method: str | None = None,
+    judge: str = "reward-model",
     sft_steps: int | None = None,
     loss: str | list[str] | None = None,
     loss_kwargs: dict[str, Any] | None = None,
@@ -252,48 +321,94 @@ def run_demo(
     steps: int | None = None,
     rounds: int | None = None,
     learning_rate: float | None = None,
+    pairs: int | None = None,
     eval_prompts: int = 512,
     seed: int = 0,
 ) -> DemoResult:
-    """The demo on `task_name` with its `RECIPES` entry; arguments left None take the recipe's value (a `loss`
-    given without `loss_weights` weighs its losses equally). `steps` are per round."""
+    """The RLHF loop on `task_name`: a tiny model, SFT, preference data and a reward model, then `method` (default:
+    the task's), then the oracle's verdict. Arguments left None take the task's `RECIPES` entry (a `loss` given
+    without `loss_weights` weighs its losses equally); `steps` are per round for the loops. `judge`: what ranks the
+    loops' samples and rewards the online trainers, the reward model or the task's oracle itself."""
     _quiet()
     start = time.perf_counter()
     out = Path(out_dir)
     task = get_task(task_name, seed=seed)
-    recipe = RECIPES[task_name]
+    plan = RECIPES[task_name]
+    method = plan.method if method is None else method
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}; the demo runs one of {', '.join(METHODS)}.")
+    if judge not in JUDGES:
+        raise ValueError(f"Unknown judge {judge!r}; one of {', '.join(JUDGES)}.")
+    recipe = plan.methods[method]
+    takes_loss = method in ("iterative", "offline")
+    if not takes_loss and (loss is not None or loss_kwargs is not None or loss_weights is not None):
+        raise ValueError(f"A loss and its settings are for the iterative and offline methods, not {method}.")
     names = list(recipe.loss) if loss is None else [loss] if isinstance(loss, str) else list(loss)
     if loss is None and loss_weights is None and recipe.loss_weights is not None:
         loss_weights = list(recipe.loss_weights)
-    sft_steps = recipe.sft_steps if sft_steps is None else sft_steps
+    sft_steps = plan.sft_steps if sft_steps is None else sft_steps
+    plan = plan if pairs is None else replace(plan, pairs=pairs)
     steps = recipe.steps if steps is None else steps
     rounds = recipe.rounds if rounds is None else rounds
     learning_rate = recipe.learning_rate if learning_rate is None else learning_rate
-    label = ",".join(names)
+    label = ",".join(names) if takes_loss else method
     # Unknown or mixed losses and bad hyperparameters fail now, not after the model is built and fine-tuned.
     trainer_name = "UnpairedPreferenceTrainer" if loss_kinds(names)[1] == {"unpaired"} else "PreferenceTrainer"
     given = _check_loss_kwargs(names, loss_kwargs)
     if loss_weights is not None and len(loss_weights) != len(names):
         raise ValueError(f"Got {len(loss_weights)} loss weights for {len(names)} losses ({label}).")
-    if rounds < 1 or steps < 1:
-        raise ValueError(f"rounds and steps must be at least 1, got {rounds} and {steps}.")
-    print(f"[1/4] Building a tiny random {arch} checkpoint in {out / 'base'}")
+    if rounds < 1 or steps < 1 or plan.pairs < 2:
+        raise ValueError(f"rounds and steps must be at least 1 and pairs 2, got {rounds}, {steps} and {plan.pairs}.")
+    learns_from_judge = method != "offline"
+    print(f"[1/5] Building a tiny random {arch} checkpoint in {out / 'base'}")
     base = make_tiny(arch, out / "base", seed=seed)
-    print(f"[2/4] SFT on the {task_name} task's answers for {sft_steps} steps (TRL SFTTrainer, CPU)")
+    print(f"[2/5] SFT on the {task_name} task's answers for {sft_steps} steps (TRL SFTTrainer, CPU)")
     sft_path = sft(base, out / "sft", task_name, steps=sft_steps, seed=seed)
     sft_vs_base = win_rate(sft_path, base, task, n=eval_prompts, seed=seed)
     print(f"      SFT vs random base: {sft_vs_base}")
+    data = None
+    source: Any = task
+    if method == "offline" or judge == "reward-model":
+        kinds = loss_kinds(names)[1]
+        if learns_from_judge:
+            # The task's preference pairs (answers of the base distribution the SFT model imitates) with soft labels,
+            # the share of raters preferring each answer (the oracle's probability): with 0/1 labels, or pairs of the
+            # SFT model's own samples, this tiny reward model agrees with the oracle far less often (README).
+            data = task.preference_dataset(plan.pairs, seed=seed, oracle_column=True)
+            print(
+                f"[3/5] Preference data: {len(data)} pairs of base answers to training prompts, soft-labelled by the "
+                "oracle in place of human raters; a bt reward model trained on them (trl-plus RewardModelTrainer)"
+            )
+            source, agreement = reward_model(sft_path, out / "reward", data, plan, task, seed=seed)
+            print(f"      reward model: {agreement}")
+        else:
+            k = 4 if "ranked" in kinds else 2
+            data = policy_preference_dataset(sft_path, task, 16 * steps, k=k, seed=seed)  # a batch of 16 per step
+            print(
+                f"[3/5] Preference data: {len(data)} {'ranked lists' if k > 2 else 'pairs'} of the SFT model's answers "
+                "to training prompts, labelled by the oracle in place of human raters"
+            )
+    else:
+        print("[3/5] No preference data or reward model: the oracle itself judges (--judge oracle)")
+    folder = out / (f"{method}-{'+'.join(names)}" if takes_loss else method)
     weights = "" if loss_weights is None else f" (weights {', '.join(f'{w:g}' for w in loss_weights)})"
-    folder = out / "+".join(names)
-    if rounds == 1:
+    # A learned judge knows only the answers its data showed; a format rule, which needs no preference data, ranks
+    # the malformed answers a policy drifts to below every well-formed one.
+    prefer = None if source is task else with_rule(source.prefer, task.is_valid)
+    judged_by = "the oracle" if prefer is None else "the reward model (malformed answers last, by a format rule)"
+
+    def report(done: Any) -> None:
+        print(f"      round {done.index}/{rounds}: {done.rows} rows, {done.seconds:.0f} s", flush=True)
+
+    if method == "offline":
         print(
-            f"[3/4] Preference training with loss={label}{weights} for {steps} steps on pairs of the SFT model's "
-            f"samples (trl-plus {trainer_name}, CPU)"
+            f"[4/5] Offline preference training with loss={label}{weights} for {steps} steps on the preference data "
+            f"(trl-plus {trainer_name}, CPU)"
         )
         aligned = align(
             sft_path,
             folder,
-            task_name,
+            data,
             loss=names,
             steps=steps,
             seed=seed,
@@ -301,19 +416,15 @@ def run_demo(
             learning_rate=learning_rate,
             loss_weights=loss_weights,
         )
-    else:
+    elif method == "iterative":
         from trl_plus.iterative import iterative_training
 
         final_lr = learning_rate * recipe.last_round_lr_ratio
         print(
-            f"[3/4] Iterative preference training with loss={label}{weights}: {rounds} rounds × {steps} steps, each "
-            f"on 4 fresh samples per prompt of the current policy ranked by the oracle, learning rate "
+            f"[4/5] Iterative preference training with loss={label}{weights}: {rounds} rounds × {steps} steps, each "
+            f"on 4 fresh samples per prompt of the current policy ranked by {judged_by}, learning rate "
             f"{learning_rate:g} → {final_lr:g} (trl-plus {trainer_name}, CPU)"
         )
-
-        def report(done: Any) -> None:
-            print(f"      round {done.index}/{rounds}: {done.rows} rows, {done.seconds:.0f} s", flush=True)
-
         finished = iterative_training(
             sft_path,
             folder,
@@ -327,19 +438,54 @@ def run_demo(
             loss_weights=loss_weights,
             seed=seed,
             on_round=report,
+            judge=prefer,
         )
         aligned = finished[-1].path
+    elif method == "rft":
+        from trl_plus.iterative import rejection_sampling_training
+
+        print(
+            f"[4/5] Rejection-sampling fine-tuning: {rounds} rounds × {steps} steps, each on the best of 4 fresh "
+            f"samples per prompt of the current policy by {judged_by}, learning rate {learning_rate:g} "
+            "(TRL SFTTrainer, CPU)"
+        )
+        finished = rejection_sampling_training(
+            sft_path,
+            folder,
+            task,
+            rounds=rounds,
+            steps_per_round=steps,
+            judge=prefer,
+            learning_rate=learning_rate,
+            seed=seed,
+            on_round=report,
+        )
+        aligned = finished[-1].path
+    else:
+        settings = ", ".join(f"{key} {value}" for key, value in recipe.config)
+        trainer_class = "PPOTrainer" if method == "ppo" else "NashTrainer"
+        print(
+            f"[4/5] {method} against {judged_by} for {steps} steps, learning rate {learning_rate:g}, {settings} "
+            f"(trl-plus {trainer_class}, CPU)"
+        )
+        recipe = replace(recipe, steps=steps, learning_rate=learning_rate)
+        against = source if method == "ppo" or prefer is None else prefer
+        trainer = online_trainer(method, sft_path, folder, task, against, recipe, seed=seed)
+        trainer.train()
+        trainer.save_model(str(folder))
+        aligned = folder
     held_out = "fresh prompts"
     if task.holds_out_prompts:
         held_out = "held-out prompts (attribute combinations no training stage saw)"
-    print(f"[4/4] Oracle evaluation on {eval_prompts} {held_out}")
+    print(f"[5/5] Oracle evaluation on {eval_prompts} {held_out}")
     aligned_vs_sft = win_rate(aligned, sft_path, task, n=eval_prompts, seed=seed)
     print(f"{label} vs its SFT reference: {aligned_vs_sft}")
     on_training = None
     if task.holds_out_prompts:
         on_training = win_rate(aligned, sft_path, task, n=eval_prompts, seed=seed, stream="eval-train")
         print(f"  the same on training prompts: {on_training}")
-    beta = _beta(names, given)
+    # The KL-regularised ceiling is for a reward-and-KL objective: the losses' β, or PPO's KL coefficient.
+    beta = _beta(names, given) if takes_loss else dict(recipe.config).get("kl_coef")
     ceilings = task.ceilings(beta)
     if ceilings:
         print(
