@@ -31,7 +31,8 @@ from trl_plus.compare import (
 from trl_plus.registry import LOSSES, register_loss
 from trl_plus.types import LossOutput, PairedLogps
 
-SMALL = dict(steps=3, seeds=2, n=16, curve_points=1, curve_prompts=8, progress=False)
+# control=False: the tests name their rows; test_task_runs_add_the_sft_control_row covers the control row.
+SMALL = dict(steps=3, seeds=2, n=16, curve_points=1, curve_prompts=8, progress=False, control=False)
 
 
 @pytest.fixture(scope="module")
@@ -449,3 +450,16 @@ def test_the_tiny_reference_gets_the_demo_recipes_sft_budget(
     config = CompareConfig(task=task, out_dir=str(tmp_path))
     trl_plus.compare.running._task_reference(config, io.StringIO())
     assert budgets == [expected]
+
+
+def test_task_runs_add_the_sft_control_row() -> None:
+    """Every table on a task shows what imitation alone gets, unless a row is sft already or the run opts out."""
+    from trl_plus.compare.config import check_config
+
+    def labels(**kwargs: Any) -> list[str]:
+        return [method.label for method in check_config(CompareConfig(**kwargs))[0]]
+
+    assert labels(losses="dpo", task="packing") == ["sft", "dpo"]
+    assert labels(losses="dpo,sft", task="packing") == ["dpo", "sft"]
+    assert labels(losses="dpo", task="packing", control=False) == ["dpo"]
+    assert labels(losses="dpo", dataset="pairs.jsonl", model="some/model") == ["dpo"]  # no oracle, no control

@@ -27,7 +27,9 @@ class CompareConfig:
     dataset: str | None = None
     model: str | None = None
     out_dir: str | Path = "runs/compare"
-    steps: int = 200
+    # Every row's budget: 400 steps of 16 pairs at `learning_rate` (offline losses, reward models, the loops) or
+    # `online_learning_rate` (ppo, grpo, nash). On packing this separates dpo from the sft control (README).
+    steps: int = 400
     seeds: int = 3
     sft_steps: int | None = None  # default: the demo recipe's for the tiny model built here, 0 for --model
     sft_learning_rate: float | None = None  # default: 3e-3 for the tiny model built here, 2e-5 for --model
@@ -47,6 +49,7 @@ class CompareConfig:
     max_new_tokens: int = 16
     threads: int | None = None
     progress: bool = True
+    control: bool = True  # task runs add an `sft` row, if no method is sft alone: what imitation without margins gets
 
 
 def check_config(config: CompareConfig) -> tuple[list[Method], list[str]]:
@@ -100,6 +103,8 @@ def _check_config(config: CompareConfig) -> tuple[list[Method], list[str]]:
             "(held-out accuracy, KL and cost work on any data) or compare on a --task."
         )
     methods = parse_methods(config.losses, config.loss_kwargs) if config.losses else []
+    if oracle and config.control and not any(method.losses == ("sft",) for method in methods):
+        methods.insert(0, *parse_methods("sft"))
     methods += parse_heads(config.heads)
     methods += parse_online(config.online, oracle=oracle, online_kwargs=config.online_kwargs)
     if config.online_learning_rate <= 0:
