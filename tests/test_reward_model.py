@@ -209,3 +209,13 @@ def test_a_cloned_chat_template_resizes_the_backbone(tiny_checkpoints: dict[str,
     model, tokenizer, added = clone_chat_template(model, tokenizer, str(tiny_checkpoints["qwen2"]))
     assert added and model.vocab_size == len(tokenizer.vocab) == model.backbone.get_input_embeddings().num_embeddings
     assert model.config.eos_token_id == tokenizer.convert_tokens_to_ids("<|im_end|>")
+
+
+def test_activation_checkpointing_reaches_the_backbone(tiny_checkpoints: dict[str, Path]) -> None:
+    """transformers' Trainer calls `activation_checkpointing_enable` when a model has it (and warns when only the
+    deprecated `gradient_checkpointing_enable` exists): RewardModel hands both names to its backbone."""
+    model = RewardModel.from_backbone(tiny_checkpoints["llama"], head="bt")
+    model.activation_checkpointing_enable()
+    assert model.backbone.is_activation_checkpointing
+    model.activation_checkpointing_disable()
+    assert not model.backbone.is_activation_checkpointing

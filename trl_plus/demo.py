@@ -246,7 +246,7 @@ ONLINE = {
     "iterative": Recipe(
         steps=100, learning_rate=5e-4, rounds=24, loss=("dpo", "sft"), loss_weights=(1.0, 0.2), last_round_lr_ratio=0.1
     ),
-    "rft": Recipe(steps=100, learning_rate=5e-4, rounds=24),
+    "rft": Recipe(steps=100, learning_rate=5e-4, rounds=12),
     "ppo": Recipe(steps=400, learning_rate=1e-3, config=(("kl_coef", 0.2), ("num_ppo_epochs", 4))),
     "nash_md": Recipe(steps=400, learning_rate=1e-3, config=(("beta", 0.1),)),
 }

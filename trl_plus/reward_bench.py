@@ -98,6 +98,7 @@ def train_reward_model(
             seed=seed,
             use_cpu=True,
             bf16=False,
+            gradient_checkpointing=False,  # on a CPU, for a model this small, it only costs time
             save_strategy="no",
             report_to="none",
             disable_tqdm=True,

@@ -301,6 +301,13 @@ class RewardModel(nn.Module):
     def gradient_checkpointing_disable(self) -> None:
         self.backbone.gradient_checkpointing_disable()
 
+    # transformers' newer names: Trainer calls these when they exist, and warns when only the old ones do.
+    def activation_checkpointing_enable(self, **kwargs: Any) -> None:
+        self.backbone.activation_checkpointing_enable(**kwargs)
+
+    def activation_checkpointing_disable(self) -> None:
+        self.backbone.activation_checkpointing_disable()
+
     def enable_input_require_grads(self) -> None:
         self.backbone.enable_input_require_grads()
 
