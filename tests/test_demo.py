@@ -50,7 +50,7 @@ def test_every_method_runs_against_the_reward_model(
 
 
 def test_the_oracle_can_judge_instead_of_a_reward_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    run_demo(tmp_path, judge="oracle", sft_steps=5, steps=1, rounds=1, eval_prompts=4)
+    run_demo(tmp_path, method="iterative", judge="oracle", sft_steps=5, steps=1, rounds=1, eval_prompts=4)
     out = capsys.readouterr().out
     assert "the oracle itself judges" in out and "ranked by the oracle" in out
     assert not (tmp_path / "reward").exists()
@@ -58,7 +58,7 @@ def test_the_oracle_can_judge_instead_of_a_reward_model(tmp_path: Path, capsys: 
 
 def test_the_recipe_fills_what_is_not_given(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The packing recipe's loss weights go with its own losses only: a loss given alone weighs equally."""
-    run_demo(tmp_path / "a", sft_steps=5, steps=1, rounds=2, pairs=16, eval_prompts=4)
+    run_demo(tmp_path / "a", method="iterative", sft_steps=5, steps=1, rounds=2, pairs=16, eval_prompts=4)
     assert "loss=dpo,sft (weights 1, 0.2): 2 rounds × 1 steps" in capsys.readouterr().out
     run_demo(tmp_path / "b", method="offline", sft_steps=5, loss=["dpo", "sft"], steps=1, pairs=16, eval_prompts=4)
     out = capsys.readouterr().out
@@ -90,7 +90,7 @@ def test_demo_command_takes_a_loss_and_its_hyperparameters(tmp_path: Path, capsy
 def test_bad_demo_settings_fail_before_building_anything(
     flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["demo", "--out", str(tmp_path / "demo"), *flags]) == 2
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--method", "iterative", *flags]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "demo").exists()
 

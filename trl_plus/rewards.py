@@ -5,12 +5,14 @@
 - a synthetic task (`OracleReward`: its hidden reward r*, or for tasks without a scalar reward such as `cyclic`,
   the oracle's mean P(completion ≻ other) against the other completions of the same prompt);
 - whatever TRL's GRPOTrainer takes itself: a sequence-classification checkpoint (path, Hub id or loaded model)
-  or a plain function `f(prompts, completions, **kwargs) -> list[float]`.
+  or a plain function `f(prompts, completions, **kwargs) -> list[float]`;
+- a rule (`RuleReward`: 0 where a check such as the answer's format holds, a penalty where it breaks), to add to a
+  learned reward.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from trl_plus.reward_model import RewardFunction, RewardModel, prompt_groups
@@ -39,6 +41,22 @@ class OracleReward:
         return rewards
 
 
+class RuleReward:
+    """A rule on (prompt, completion), such as a format check, as a reward function (TRL's signature): 0 where it
+    holds, −`penalty` where it breaks. Next to a learned reward (`reward_funcs=[model, RuleReward(...)]`) it covers
+    the answers the reward model never saw, which an online trainer otherwise drifts to."""
+
+    def __init__(self, rule: Callable[[str, str], bool], *, penalty: float = 10.0, name: str = "rule") -> None:
+        self.rule, self.penalty = rule, penalty
+        self.__name__ = name
+
+    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **_: Any) -> list[float]:
+        return [
+            0.0 if self.rule(as_text(p), as_text(c)) else -self.penalty
+            for p, c in zip(prompts, completions, strict=True)
+        ]
+
+
 def as_reward_func(source: Any) -> Any:
     """A reward source as something GRPOTrainer's `reward_funcs` accepts (other sources pass through unchanged)."""
     if isinstance(source, RewardModel):
@@ -58,4 +76,4 @@ def reward_tokenizers(sources: Sequence[Any]) -> list[tuple[str, Any]]:
     return found
 
 
-__all__ = ["OracleReward", "as_reward_func", "reward_tokenizers"]
+__all__ = ["OracleReward", "RuleReward", "as_reward_func", "reward_tokenizers"]

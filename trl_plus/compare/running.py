@@ -236,31 +236,26 @@ def _online_trainer(
     seed: int,
     reward: Any,
 ) -> Any:
-    from trl import GRPOConfig, GRPOTrainer
+    from trl_plus.demo import online_trainer
 
-    from trl_plus.demo import online_training_args
-    from trl_plus.rewards import as_reward_func
-    from trl_plus.trainers.nash import NashConfig, NashTrainer
-    from trl_plus.trainers.ppo import PPOConfig, PPOTrainer
-
-    args = online_training_args(
+    defaults = {
+        "ppo": {"num_ppo_epochs": 4},
+        "nash": {"beta": NASH_BETA},
+        "grpo": {"num_generations": GRPO_GROUP, "num_iterations": 4, "beta": 0.05},
+    }[str(method.online)]
+    return online_trainer(
+        str(method.online),
+        reference_path,
         out_dir,
+        prompts.select_columns(["prompt"]),
+        reward,
         steps=config.steps,
         seed=seed,
         batch_size=batch_size,
         learning_rate=config.online_learning_rate,
         max_completion_length=config.online_max_new_tokens or config.max_new_tokens,
+        config={**defaults, **(method.online_kwargs or {})},
     )
-    prompts = prompts.select_columns(["prompt"])
-    if method.online == "ppo":
-        args.update({"num_ppo_epochs": 4, **(method.online_kwargs or {})})
-        return PPOTrainer(str(reference_path), reward_funcs=reward, args=PPOConfig(**args), train_dataset=prompts)
-    if method.online == "nash":
-        args.update({"beta": NASH_BETA, **(method.online_kwargs or {})})
-        return NashTrainer(str(reference_path), preference=reward, args=NashConfig(**args), train_dataset=prompts)
-    args.update({"num_generations": GRPO_GROUP, "num_iterations": 4, "beta": 0.05, **(method.online_kwargs or {})})
-    grpo = GRPOConfig(**args)
-    return GRPOTrainer(str(reference_path), reward_funcs=as_reward_func(reward), args=grpo, train_dataset=prompts)
 
 
 def _trainer(
