@@ -398,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--dataset", help="your preference data instead: save_to_disk dir, json/csv/parquet, hub id")
     cmp.add_argument("--model", help="the reference every method starts from (default: a tiny llama, SFT here)")
     cmp.add_argument("--steps", type=int, default=400, help="training steps per method and seed (default 400)")
-    cmp.add_argument("--seeds", type=int, default=3, help="training runs per method, seeds 0..N-1 (default 3)")
+    cmp.add_argument("--seeds", type=int, default=5, help="training runs per method, seeds 0..N-1 (default 5)")
     cmp.add_argument(
         "--sft-steps", type=int, help="SFT of the reference on the task (default: the demo's, 300; 900 for packing)"
     )

@@ -28,9 +28,10 @@ class CompareConfig:
     model: str | None = None
     out_dir: str | Path = "runs/compare"
     # Every row's budget: 400 steps of 16 pairs at `learning_rate` (offline losses, reward models, the loops) or
-    # `online_learning_rate` (ppo, grpo, nash). On packing this separates dpo from the sft control (README).
+    # `online_learning_rate` (ppo, grpo, nash), over 5 seeds. On packing, 5 seeds separate dpo, ipo, kto and
+    # plackett_luce from the sft control; with 3, the t(2) factor of 4.3 leaves only kto's interval clear (README).
     steps: int = 400
-    seeds: int = 3
+    seeds: int = 5
     sft_steps: int | None = None  # default: the demo recipe's for the tiny model built here, 0 for --model
     sft_learning_rate: float | None = None  # default: 3e-3 for the tiny model built here, 2e-5 for --model
     n: int = 256  # held-out prompts per seed (win rate, KL), and at most this many held-out pairs
