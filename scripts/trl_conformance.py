@@ -510,15 +510,14 @@ def render(results: list[SuiteResult], *, width: int = 160) -> str:
         text = " ".join(text.split())
         return text if len(text) <= width else text[: width - 1] + "…"
 
-    lines = [
-        "| trainer | tests run | pass with TRL | pass with trl-plus | pass with TRL, fail with trl-plus "
-        "| of which by design |",
-        "|---|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {r.trainer} | {r.run} | {r.pass_trl} | {r.pass_plus} | {len(r.differing)} | {len(r.known)} |"
+    from trl_plus.tables import format_table
+
+    headers = ["trainer", "tests run", "pass with TRL", "pass with trl-plus", "pass with TRL, fail with trl-plus"]
+    rows = [
+        [r.trainer, *(str(n) for n in (r.run, r.pass_trl, r.pass_plus, len(r.differing), len(r.known)))]
         for r in results
     ]
+    lines = format_table([*headers, "of which by design"], rows, markdown=True).splitlines()
     for r in results:
         if r.differing:
             lines += ["", f"{r.trainer}: pass with TRL's classes, fail with trl-plus's ({len(r.differing)})"]
