@@ -471,22 +471,21 @@ def run_demo(
         finished = rejection_sampling_training(sft_path, folder, task, **loop)
         aligned = finished[-1].path
     else:
-        settings = ", ".join(f"{key} {value}" for key, value in recipe.config)
-        trainer_class = "PPOTrainer" if method == "ppo" else "NashTrainer"
-        against_text = judged_by
-        if method == "ppo" and prefer is not None:
-            against_text = f"the reward model's score ({FORMAT_PENALTY:g} less for a malformed answer)"
-        print(
-            f"[4/5] {method} against {against_text} for {steps} steps, learning rate {learning_rate:g}, {settings} "
-            f"(trl-plus {trainer_class}, CPU)"
-        )
         from datasets import Dataset
 
         from trl_plus.rewards import RuleReward
 
         against: Any = prefer or source
+        against_text = judged_by
         if method == "ppo" and prefer is not None:  # the reward model's score, less a penalty for broken formats
             against = [source, RuleReward(task.is_valid, penalty=FORMAT_PENALTY, name="format")]
+            against_text = f"the reward model's score ({FORMAT_PENALTY:g} less for a malformed answer)"
+        settings = ", ".join(f"{key} {value}" for key, value in recipe.config)
+        trainer_class = "PPOTrainer" if method == "ppo" else "NashTrainer"
+        print(
+            f"[4/5] {method} against {against_text} for {steps} steps, learning rate {learning_rate:g}, {settings} "
+            f"(trl-plus {trainer_class}, CPU)"
+        )
         prompts = Dataset.from_dict({"prompt": task.prompts(16 * steps, seed=seed, stream="preference")})
         trainer = online_trainer(
             "ppo" if method == "ppo" else "nash",

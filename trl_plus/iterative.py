@@ -109,7 +109,7 @@ def iterative_training(
     `on_round(round)` is called after each round, e.g. to evaluate it. `judge(prompts, a, b) → P(a ≻ b)` ranks the
     samples instead of the task's oracle (which then only gives the prompts): a reward model's `prefer`, an LLM
     judge, any callable. `draw_rankings` draws each ranking from the judge's probabilities rather than sorting by
-    them (see `judge_rankings`), which keeps a learned judge's errors from compounding round after round.
+    them (see `judge_rankings`).
     """
     from trl_plus.demo import loss_kinds, preference_trainer
 

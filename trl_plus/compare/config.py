@@ -105,7 +105,7 @@ def _check_config(config: CompareConfig) -> tuple[list[Method], list[str]]:
         )
     methods = parse_methods(config.losses, config.loss_kwargs) if config.losses else []
     if oracle and config.control and not any(method.losses == ("sft",) for method in methods):
-        methods.insert(0, *parse_methods("sft"))
+        methods = [*parse_methods("sft"), *methods]
     methods += parse_heads(config.heads)
     methods += parse_online(config.online, oracle=oracle, online_kwargs=config.online_kwargs)
     if config.online_learning_rate <= 0:

@@ -369,10 +369,10 @@ def judge_rankings(
     batched call over every unordered pair (P(b ≻ a) is taken as 1 − P(a ≻ b)).
 
     With `rng`, each ranking is drawn instead, as a rater would give it: Plackett-Luce on each answer's log-odds of
-    winning, summed over the others and divided by the group's size, which for a Bradley-Terry judge
-    (σ(r_a − r_b)) are its rewards less their mean. Sorted
-    rankings always put the judge's favourite first, so a policy trained on them collapses onto it within a few
-    rounds, errors included; drawn ones keep the judge's uncertainty, as the oracle's drawn labels do."""
+    winning, summed over the others and divided by the group's size, which for a Bradley-Terry judge (σ(r_a − r_b))
+    are its rewards less their mean. Sorted rankings put the judge's favourite first every time; drawn ones keep
+    its uncertainty, as the oracle's drawn labels do. Which trains better depends on the judge: on packing, with
+    the demo's reward model, drawn rankings scored lower (README, "The demo")."""
     calls: list[tuple[int, int, int]] = [
         (row, i, j) for row, group in enumerate(answers) for i in range(len(group)) for j in range(i + 1, len(group))
     ]
