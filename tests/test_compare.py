@@ -196,6 +196,46 @@ def test_online_rows_take_their_own_config_fields_and_completion_length(referenc
     )
 
 
+def test_reward_pairs_train_the_online_rows_reward_model_as_the_demo_does_and_the_format_rule_joins_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """--reward-pairs N: N soft-labelled base pairs with the demo recipe's epochs and learning rate, once per head
+    and seed; --format-penalty: ppo:HEAD and grpo:HEAD rows get the task's format check as a second reward."""
+    from trl_plus import reward_bench
+    from trl_plus.compare import parse_online
+    from trl_plus.compare.running import _online_reward, _with_format_rule
+    from trl_plus.compare.scoring import Evaluator
+    from trl_plus.demo import RECIPES
+    from trl_plus.rewards import RuleReward
+    from trl_plus.synthetic import get_task
+
+    calls: list[dict[str, Any]] = []
+
+    def fake_train(model: Any, pairs: Any, head: str, **kwargs: Any) -> tuple[str, float]:
+        calls.append({"pairs": pairs, "head": head, **kwargs})
+        return f"rm-{head}-{kwargs['seed']}", 0.0
+
+    monkeypatch.setattr(reward_bench, "train_reward_model", fake_train)
+    config = CompareConfig(losses=(), online="ppo,ppo:bt", task="packing", reward_pairs=64, format_penalty=10.0)
+    evaluator = Evaluator(config, None, None, None, get_task("packing"))  # type: ignore[arg-type]
+    oracle_row, bt_row = parse_online(config.online, oracle=True)
+    assert _online_reward(bt_row, 1, config, tmp_path, None, evaluator) == "rm-bt-1"  # type: ignore[arg-type]
+    assert _online_reward(bt_row, 1, config, tmp_path, None, evaluator) == "rm-bt-1"  # type: ignore[arg-type]
+    (call,) = calls  # trained once for the seed, then shared
+    recipe = RECIPES["packing"]
+    assert len(call["pairs"]) == 64 and "chosen_win_prob" in call["pairs"].column_names
+    assert (call["epochs"], call["learning_rate"]) == (recipe.reward_epochs, recipe.reward_learning_rate)
+    assert call["seed"] == 1 and call["head"] == "bt"
+
+    rm, rule = _with_format_rule(bt_row, "rm", config, evaluator)
+    assert rm == "rm" and isinstance(rule, RuleReward)
+    prompt = get_task("packing").prompts(1, stream="eval-train")[0]
+    assert rule([prompt, prompt], [get_task("packing").best_response(prompt), "kite kite"]) == [0.0, -10.0]
+    assert _with_format_rule(oracle_row, "oracle", config, evaluator) == "oracle"  # the oracle needs no rule
+    no_rule = CompareConfig(losses=(), online="ppo:bt", task="packing")
+    assert _with_format_rule(bt_row, "rm", no_rule, evaluator) == "rm"
+
+
 @pytest.mark.parametrize("pooling", ["mean", "last"])
 def test_reward_rows_pool_as_asked(pooling: str, reference: Path, tmp_path: Path) -> None:
     from trl_plus.compare.running import _reward_trainer
@@ -343,6 +383,12 @@ def test_own_dataset_without_an_oracle(
         (["--online", "ppo", "--online-kwargs", '{"grpo": {"beta": 0}}'], "names ['grpo'], which no compared online"),
         (["--online", "ppo", "--online-kwargs", '{"ppo": {"kl_coeff": 0}}'], "which PPOConfig does not have"),
         (["--online", "ppo", "--online-max-new-tokens", "0"], "online_max_new_tokens must be at least 1"),
+        (["--online", "ppo:bt", "--reward-pairs", "1"], "reward_pairs must be at least 2"),
+        (["--online", "ppo:bt", "--format-penalty", "-1"], "format_penalty must be 0 or more"),
+        (
+            ["--dataset", "pairs.json", "--model", "m", "--online", "ppo:bt", "--format-penalty", "1"],
+            "reward_pairs and format_penalty need a synthetic task",
+        ),
         (["--online", "nash", "--online-kwargs", '{"nash": {"kl_coef": 0}}'], "which NashConfig does not have"),
         (["--online", "rft:bt"], "rft takes no ':' part"),
         (["--online", "bon:x"], "write best-of-N as bon:N"),

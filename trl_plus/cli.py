@@ -221,6 +221,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             online_max_new_tokens=args.online_max_new_tokens,
             rounds=args.rounds,
             reward_pooling=args.reward_pooling,
+            reward_pairs=args.reward_pairs,
+            format_penalty=args.format_penalty,
             task=args.task if args.task or args.dataset else "packing",
             dataset=args.dataset,
             model=args.model,
@@ -387,6 +389,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmp.add_argument(
         "--reward-pooling", choices=("mean", "last"), default="mean", help="reward models' pooling (default mean)"
+    )
+    cmp.add_argument(
+        "--reward-pairs",
+        type=int,
+        help="ppo:HEAD and other rows against a reward model: train it on N soft-labelled pairs of the task's base "
+        "answers, as the demo does (default: on the comparison's data)",
+    )
+    cmp.add_argument(
+        "--format-penalty",
+        type=float,
+        default=0.0,
+        help="ppo:HEAD and grpo:HEAD rows: this much less reward for an answer the task's format check rejects",
     )
     cmp.add_argument(
         "--online-max-new-tokens", type=int, help="online methods' completion length while training (default 16)"

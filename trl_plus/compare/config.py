@@ -46,6 +46,11 @@ class CompareConfig:
     rounds: int = 4  # iterative and rft rows: the steps split into this many rounds of fresh samples
     head_learning_rate: float = 1e-2  # reward models' freshly initialised heads
     reward_pooling: str = "mean"  # reward models' pooling: "mean" or "last" (see RewardModel)
+    # Online rows against a reward model (ppo:bt, ...; task runs): train it on this many soft-labelled pairs of the
+    # task's base answers with the demo's recipe, instead of on the comparison's data with its budget (None).
+    reward_pairs: int | None = None
+    # ppo:HEAD and grpo:HEAD rows (task runs): this much less reward for an answer the task's format check rejects.
+    format_penalty: float = 0.0
     batch_size: int = 16  # lists or pairs per step; unpaired methods get as many completions
     max_new_tokens: int = 16
     threads: int | None = None
@@ -93,6 +98,15 @@ def _check_config(config: CompareConfig) -> tuple[list[Method], list[str]]:
     if config.online_max_new_tokens is not None and config.online_max_new_tokens < 1:
         raise ValueError(f"online_max_new_tokens must be at least 1, got {config.online_max_new_tokens}.")
     oracle = config.task is not None
+    if config.reward_pairs is not None and config.reward_pairs < 2:
+        raise ValueError(f"reward_pairs must be at least 2, got {config.reward_pairs}.")
+    if config.format_penalty < 0:
+        raise ValueError(f"format_penalty must be 0 or more, got {config.format_penalty}.")
+    if not oracle and (config.reward_pairs is not None or config.format_penalty):
+        raise ValueError(
+            "reward_pairs and format_penalty need a synthetic task (its base answers, its format check); with "
+            "--dataset the reward model trains on that data."
+        )
     metrics = list(config.metrics) if config.metrics else [m for m in METRICS if oracle or m not in ORACLE_METRICS]
     unknown = sorted(set(metrics) - set(METRICS))
     if unknown:

@@ -92,7 +92,11 @@ def _train_and_score(
     begin = time.perf_counter()
     run = Run(seed=seed)
     view, batch_size = method_view(method, data, seed=seed, batch_size=config.batch_size)
-    reward = _online_reward(method, seed, config, reference_path, data, evaluator) if method.online else None
+    reward = None
+    if method.online:
+        reward = _with_format_rule(
+            method, _online_reward(method, seed, config, reference_path, data, evaluator), config, evaluator
+        )
     memory = PeakMemory() if "cost" in metrics else None
     # Nothing is saved (save_strategy "no"), but trainers want an output_dir: a scratch one, removed afterwards.
     with tempfile.TemporaryDirectory(prefix="trl-plus-compare-") as scratch:
@@ -213,6 +217,8 @@ def _online_reward(
     if method.head is None:
         return evaluator.task
     key = (method.head, seed)
+    if key not in evaluator.reward_models and config.reward_pairs is not None:
+        evaluator.reward_models[key] = _demo_reward_model(method.head, seed, config, reference_path)
     if key not in evaluator.reward_models:
         head_method = Method(f"rm:{method.head}", (), "reward model", head=method.head)
         view, batch_size = method_view(head_method, data, seed=seed, batch_size=config.batch_size)
@@ -224,6 +230,38 @@ def _online_reward(
             trainer.train()
         evaluator.reward_models[key] = trainer.reward_model.eval()
     return evaluator.reward_models[key]
+
+
+def _demo_reward_model(head: str, seed: int, config: CompareConfig, reference_path: Path) -> Any:
+    """A reward model trained as the demo trains its own: on `config.reward_pairs` pairs of the task's base answers
+    with the oracle's probabilities as soft labels, for the demo recipe's epochs and learning rate."""
+    from trl_plus.demo import RECIPES, TaskRecipe
+    from trl_plus.reward_bench import train_reward_model
+    from trl_plus.synthetic import get_task
+
+    assert config.task is not None and config.reward_pairs is not None
+    recipe = RECIPES.get(config.task) or TaskRecipe(sft_steps=0, method="offline", methods={})
+    pairs = get_task(config.task).preference_dataset(config.reward_pairs, seed=seed, oracle_column=True)
+    model, _ = train_reward_model(
+        reference_path,
+        pairs,
+        head,
+        epochs=recipe.reward_epochs,
+        learning_rate=recipe.reward_learning_rate,
+        head_learning_rate=config.head_learning_rate,
+        seed=seed,
+        pooling=config.reward_pooling,
+    )
+    return model
+
+
+def _with_format_rule(method: Method, reward: Any, config: CompareConfig, evaluator: Evaluator) -> Any:
+    """A ppo:HEAD or grpo:HEAD row's reward model, plus the task's format check as a penalty when one is set."""
+    from trl_plus.rewards import RuleReward
+
+    if method.head is None or method.online not in ("ppo", "grpo") or not config.format_penalty:
+        return reward
+    return [reward, RuleReward(evaluator.task.is_valid, penalty=config.format_penalty, name="format")]
 
 
 def _online_trainer(
