@@ -1,4 +1,5 @@
-"""Nash-MD against a general preference model vs GRPO against a Bradley-Terry reward, on the `cyclic` task.
+"""Nash-MD against a general preference model vs GRPO against a Bradley-Terry reward, on the `cyclic` task (or
+`arena`, its testbed-v2 form with held-out prompts: `--task arena`).
 
 From one SFT reference (a tiny llama fine-tuned on the task's base answers) and one reward-model recipe:
 
@@ -9,7 +10,7 @@ each for the same steps and completions per step, each at its own learning rate 
 reward models' agreement with the oracle, each policy's class distribution (A … E2, X = malformed) and exact
 class-level exploitability, and oracle win rates (b against a, and each against the reference) with 95% intervals.
 
-    python scripts/nash_cyclic.py [--steps 600] [--seed 0] [--out runs/nash_cyclic]
+    python scripts/nash_cyclic.py [--task cyclic] [--steps 600] [--seed 0] [--out runs/nash_cyclic]
 
 The defaults: GRPO at learning rate 1e-4 with β = 0.05 (at 3e-4 and above, or β = 0.02 for 800 steps, it leaves the
 well-formed answers altogether: the bt model scores repeated words above any real answer); Nash-MD at 5e-4 with
@@ -29,6 +30,7 @@ from typing import Any
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--task", choices=("cyclic", "arena"), default="cyclic")
     parser.add_argument("--out", default="runs/nash_cyclic")
     parser.add_argument("--steps", type=int, default=600, help="Optimizer steps of each online method.")
     parser.add_argument("--batch-size", type=int, default=16, help="Completions per step.")
@@ -38,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nash-beta", type=float, default=0.02, help="Nash-MD's KL regularisation.")
     parser.add_argument("--mixture-coef", type=float, default=0.5)
     parser.add_argument("--pairs", type=int, default=8192, help="Pairs the reward models train on.")
+    parser.add_argument("--reward-learning-rate", type=float, default=1e-4, help="The reward models' backbones.")
     parser.add_argument("--n", type=int, default=512, help="Held-out prompts for the evaluation.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the online training runs and the evaluation.")
     parser.add_argument("--threads", type=int, default=2)
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     transformers.logging.set_verbosity_error()
     warnings.filterwarnings("ignore", category=FutureWarning)
     out = Path(args.out)
-    reference, tokenizer, reward_models = prepare(out, args.pairs)
+    reference, tokenizer, reward_models = prepare(out, args.task, args.pairs, args.reward_learning_rate)
     policies = {
         "grpo:bt": train_online("grpo", reference, reward_models["bt"], out / f"grpo-bt-{args.seed}", args),
         "nash:gpm": train_online("nash", reference, reward_models["gpm"], out / f"nash-gpm-{args.seed}", args),
@@ -61,10 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def prepare(out: Path, pairs: int) -> tuple[Path, Any, dict[str, Any]]:
-    """The SFT reference (300 steps, as the demo's cyclic recipe) and the bt and gpm reward models, trained on `pairs`
+def prepare(out: Path, task_name: str, pairs: int, learning_rate: float) -> tuple[Path, Any, dict[str, Any]]:
+    """The SFT reference (the demo recipe's steps for the task) and the bt and gpm reward models, trained on `pairs`
     base answers with soft oracle labels from the same tiny random llama the SFT started from (the recipe of
-    `python -m trl_plus.reward_bench`: from the SFT model, gpm fits the cycle no better than bt); cached in `out`."""
+    `python -m trl_plus.reward_bench`: from the SFT model, gpm fits the cycle no better than bt); cached in `out`.
+    Agreement with the oracle is measured on pairs on held-out prompts."""
     from transformers import AutoTokenizer
 
     from trl_plus.demo import RECIPES, sft
@@ -76,16 +80,16 @@ def prepare(out: Path, pairs: int) -> tuple[Path, Any, dict[str, Any]]:
     reference = out / "sft"
     base = make_tiny("llama", out / "base", seed=0)
     if not (reference / "config.json").exists():
-        sft(base, reference, "cyclic", steps=RECIPES["cyclic"].sft_steps, seed=0, print_logs=False)
+        sft(base, reference, task_name, steps=RECIPES[task_name].sft_steps, seed=0, print_logs=False)
     reward_models = {}
     for head in ("bt", "gpm"):
         path = out / f"rm-{head}"
         if not (path / "reward_head.json").exists():
-            model, seconds = fit_reward_model(base, "cyclic", head, n=pairs)
+            model, seconds = fit_reward_model(base, task_name, head, n=pairs, learning_rate=learning_rate)
             model.save_pretrained(path)
             print(f"rm:{head}: trained in {seconds:.0f} s", flush=True)
         model = RewardModel.from_pretrained(path).eval()
-        agreement = oracle_agreement(model.prefer, get_task("cyclic"), 2000)
+        agreement = oracle_agreement(model.prefer, get_task(task_name), 2000, stream="eval")
         print(f"rm:{head}: {agreement}", flush=True)
         reward_models[head] = model
     return reference, AutoTokenizer.from_pretrained(str(reference)), reward_models
@@ -111,7 +115,7 @@ def train_online(method: str, reference: Path, reward_model: Any, out: Path, arg
         max_completion_length=8,
     )
     settings.update(save_strategy="no", logging_steps=max(1, args.steps // 10))
-    rows = get_task("cyclic").prompts(args.steps * args.batch_size, stream="policy-preference")
+    rows = get_task(args.task).prompts(args.steps * args.batch_size, stream="policy-preference")
     prompts = Dataset.from_dict({"prompt": rows})
     start = time.perf_counter()
     if method == "grpo":
@@ -135,26 +139,32 @@ def report(reference: Path, tokenizer: Any, policies: dict[str, Path], args: arg
     from trl_plus.synthetic.cyclic import CLASSES, MALFORMED, class_exploitability, class_shares
     from trl_plus.synthetic.evaluate import sample_completions
 
-    task = get_task("cyclic")
-    prompts = task.prompts(args.n, seed=args.seed, stream="eval")
+    task = get_task(args.task)
     models = {"reference (SFT)": reference, **policies}
     loaded = {name: AutoModelForCausalLM.from_pretrained(str(path)) for name, path in models.items()}
     labels = (*CLASSES, MALFORMED)
-    print(f"\n| policy | {' | '.join(labels)} | exploitability |")
-    print("|---" * (len(labels) + 2) + "|")
+    # Held-out prompts; on a task that holds prompts out (arena), training prompts too, so the gap shows.
+    streams = ["eval", "eval-train"] if task.holds_out_prompts else ["eval"]
     results: dict[str, Any] = {}
-    for name, model in loaded.items():
-        shares = class_shares(sample_completions(model, tokenizer, prompts, seed=args.seed))
-        exploitability = class_exploitability(shares)
-        results[name] = {"shares": shares, "exploitability": exploitability}
-        print(f"| {name} | {' | '.join(f'{shares[c]:.2f}' for c in labels)} | {exploitability:.3f} |")
-    print("\n| oracle win rate | mean [95% interval] |\n|---|---|")
-    pairs = [("nash:gpm", "grpo:bt"), ("nash:gpm", "reference (SFT)"), ("grpo:bt", "reference (SFT)")]
-    for a, b in pairs:
-        result = win_rate((loaded[a], tokenizer), (loaded[b], tokenizer), task, n=args.n, seed=args.seed)
-        low, high = result.ci_low, result.ci_high
-        results[f"{a} vs {b}"] = {"win_rate": result.win_rate, "interval": [low, high]}
-        print(f"| {a} against {b} | {result.win_rate:.3f} [{low:.3f}, {high:.3f}] |")
+    for stream in streams:
+        where = "held-out" if stream == "eval" else "training"
+        prompts = task.prompts(args.n, seed=args.seed, stream=stream)
+        print(f"\n| policy ({where} prompts) | {' | '.join(labels)} | exploitability |")
+        print("|---" * (len(labels) + 2) + "|")
+        for name, model in loaded.items():
+            shares = class_shares(sample_completions(model, tokenizer, prompts, seed=args.seed), prompts, task)
+            exploitability = class_exploitability(shares)
+            results[f"{name} ({where})"] = {"shares": shares, "exploitability": exploitability}
+            print(f"| {name} | {' | '.join(f'{shares[c]:.2f}' for c in labels)} | {exploitability:.3f} |")
+        print(f"\n| oracle win rate ({where} prompts) | mean [95% interval] |\n|---|---|")
+        pairs = [("nash:gpm", "grpo:bt"), ("nash:gpm", "reference (SFT)"), ("grpo:bt", "reference (SFT)")]
+        for a, b in pairs:
+            result = win_rate(
+                (loaded[a], tokenizer), (loaded[b], tokenizer), task, n=args.n, seed=args.seed, stream=stream
+            )
+            low, high = result.ci_low, result.ci_high
+            results[f"{a} vs {b} ({where})"] = {"win_rate": result.win_rate, "interval": [low, high]}
+            print(f"| {a} against {b} | {result.win_rate:.3f} [{low:.3f}, {high:.3f}] |")
     path = Path(args.out) / f"results-{args.seed}.json"
     path.write_text(json.dumps(results, indent=2))
 

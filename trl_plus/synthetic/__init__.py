@@ -11,6 +11,7 @@ oracle_agreement(reward_model.prefer, task)  # a preference model's agreement wi
 
 from __future__ import annotations
 
+from trl_plus.synthetic.arena import ArenaTask
 from trl_plus.synthetic.base import SyntheticTask, as_text
 from trl_plus.synthetic.cyclic import CyclicTask
 from trl_plus.synthetic.evaluate import (
@@ -25,12 +26,17 @@ from trl_plus.synthetic.evaluate import (
 from trl_plus.synthetic.packing import PackingTask
 from trl_plus.synthetic.transitive import TransitiveTask
 
-TASKS: dict[str, type[SyntheticTask]] = {"transitive": TransitiveTask, "cyclic": CyclicTask, "packing": PackingTask}
+TASKS: dict[str, type[SyntheticTask]] = {
+    "transitive": TransitiveTask,
+    "cyclic": CyclicTask,
+    "packing": PackingTask,  # testbed v2's transitive task: held-out prompts
+    "arena": ArenaTask,  # testbed v2's cyclic task: held-out prompts
+}
 DEMO_TASK = "packing"  # the demo's task: its evaluation prompts are held out from training
 
 
 def get_task(name: str, *, seed: int = 0) -> SyntheticTask:
-    """A synthetic task by name ("transitive", "cyclic" or "packing"); the seed fixes its hidden oracle."""
+    """A synthetic task by name ("transitive", "cyclic", "packing" or "arena"); the seed fixes its hidden oracle."""
     if name not in TASKS:
         raise ValueError(f"Unknown synthetic task {name!r}; choose one of {sorted(TASKS)}.")
     return TASKS[name](seed=seed)
@@ -39,6 +45,7 @@ def get_task(name: str, *, seed: int = 0) -> SyntheticTask:
 __all__ = [
     "DEMO_TASK",
     "TASKS",
+    "ArenaTask",
     "CyclicTask",
     "OracleAgreement",
     "PackingTask",

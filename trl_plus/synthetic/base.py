@@ -8,6 +8,7 @@ and unpaired datasets — is derived here the same way for every task, determini
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from abc import ABC, abstractmethod
@@ -214,6 +215,22 @@ class ScalarRewardTask(SyntheticTask):
         """An exact Plackett-Luce draw with utilities r*: sort by r* + Gumbel noise (pairs follow σ(r*_a − r*_b))."""
         keys = [self.reward(prompt, response) + rng.gumbel() for response in responses]
         return [responses[i] for i in np.argsort(keys)[::-1]]
+
+
+def split_combinations(
+    sizes: Sequence[int], share: float, rng: np.random.Generator
+) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
+    """(held-out, training) combinations of prompt attributes with `sizes` values each: `share` of them held out,
+    drawn with `rng` so that training still sees every value of every attribute."""
+    combinations = list(itertools.product(*(range(size) for size in sizes)))
+    held = math.ceil(share * len(combinations))
+    for _ in range(1000):
+        order = rng.permutation(len(combinations))
+        held_out = sorted(combinations[i] for i in order[:held])
+        trained = sorted(combinations[i] for i in order[held:])
+        if all(len({c[k] for c in trained}) == size for k, size in enumerate(sizes)):
+            return held_out, trained
+    raise RuntimeError("Could not split the combinations so that training sees every attribute value.")
 
 
 def words(text: str) -> list[str]:

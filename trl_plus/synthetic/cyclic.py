@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import itertools
 import re
+from abc import abstractmethod
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -69,7 +71,22 @@ PREFERENCE = preference_matrix()
 _INDEX = {label: i for i, label in enumerate((*CLASSES, MALFORMED))}
 
 
-class CyclicTask(SyntheticTask):
+class ClassGameTask(SyntheticTask):
+    """A task whose oracle compares answers by class with `PREFERENCE`; subclasses say which class an answer to a
+    prompt falls in (MALFORMED for a broken one)."""
+
+    @abstractmethod
+    def answer_class(self, prompt: Text, response: Text) -> str:
+        """One of CLASSES, or MALFORMED."""
+
+    def is_valid(self, prompt: Text, response: Text) -> bool:
+        return self.answer_class(prompt, response) != MALFORMED
+
+    def prefer(self, prompt: Text, a: Text, b: Text) -> float:
+        return float(PREFERENCE[_INDEX[self.answer_class(prompt, a)], _INDEX[self.answer_class(prompt, b)]])
+
+
+class CyclicTask(ClassGameTask):
     """Rock-paper-scissors among A, B, C, a decoy D that farms wins off the weak E1, E2."""
 
     name = "cyclic"
@@ -91,11 +108,8 @@ class CyclicTask(SyntheticTask):
             return MALFORMED
         return _CLASS_OF_WORD[words[0]]
 
-    def is_valid(self, prompt: Text, response: Text) -> bool:
-        return self.classify(response) != MALFORMED
-
-    def prefer(self, prompt: Text, a: Text, b: Text) -> float:
-        return float(PREFERENCE[_INDEX[self.classify(a)], _INDEX[self.classify(b)]])
+    def answer_class(self, prompt: Text, response: Text) -> str:
+        return self.classify(response)  # the prompt is only a round number
 
     def describe(self) -> str:
         labels = (*CLASSES, MALFORMED)
@@ -142,13 +156,17 @@ def scalar_ceiling() -> float:
     return best
 
 
-def class_shares(completions: list[Text]) -> dict[str, float]:
-    """The share of each class (A … E2 and X, malformed) among `completions`."""
-    task = CyclicTask()
+def class_shares(
+    completions: Sequence[Text], prompts: Sequence[Text] | None = None, task: ClassGameTask | None = None
+) -> dict[str, float]:
+    """The share of each class (A … E2 and X, malformed) among `completions`, answers to `prompts` (needed where the
+    class depends on the prompt, as on `arena`) on `task` (default: `cyclic`)."""
+    task = CyclicTask() if task is None else task
+    prompts = [""] * len(completions) if prompts is None else prompts
     labels = (*CLASSES, MALFORMED)
     counts = dict.fromkeys(labels, 0)
-    for completion in completions:
-        counts[task.classify(completion)] += 1
+    for prompt, completion in zip(prompts, completions, strict=True):
+        counts[task.answer_class(prompt, completion)] += 1
     total = max(len(completions), 1)
     return {label: counts[label] / total for label in labels}
 

@@ -271,19 +271,21 @@ def exploitability(
     """How far a best response beats the policy: max over answers y of E_{y′~π}[P(y ≻ y′)], averaged over `n`
     held-out prompts. ½ at a Nash equilibrium; higher is more exploitable.
 
-    On `cyclic` it is exact at the class level (from the class shares of n·k samples; see
-    `cyclic.class_exploitability`). Elsewhere it is estimated per prompt from k samples of the policy, the best
-    response taken among those samples and k of `reference` (when given): a lower bound on the true value.
+    On `cyclic` and `arena` it is exact at the class level (from the class shares of n·k samples, pooled over the
+    prompts: the best response plays one class everywhere; see `cyclic.class_exploitability`). Elsewhere it is
+    estimated per prompt from k samples of the policy, the best response taken among those samples and k of
+    `reference` (when given): a lower bound on the true value.
     """
-    from trl_plus.synthetic.cyclic import CyclicTask, class_exploitability, class_shares
+    from trl_plus.synthetic.cyclic import ClassGameTask, class_exploitability, class_shares
 
     model, tokenizer = load_policy(policy)
     prompts = task.prompts(n, seed=seed, stream="eval")
     groups = sample_groups(
         model, tokenizer, prompts, k, seed=seed, max_new_tokens=max_new_tokens, batch_size=batch_size
     )
-    if isinstance(task, CyclicTask):
-        return class_exploitability(class_shares([a for group in groups for a in group]))
+    if isinstance(task, ClassGameTask):
+        answers = [(prompt, a) for prompt, group in zip(prompts, groups, strict=True) for a in group]
+        return class_exploitability(class_shares([a for _, a in answers], [p for p, _ in answers], task))
     rivals = groups
     if reference is not None:
         ref_model, ref_tokenizer = load_policy(reference)
@@ -297,9 +299,48 @@ def exploitability(
     return total / len(prompts)
 
 
+def check_sources(task: SyntheticTask | None, prompts: Sequence[Any] | None, judge: Any) -> None:
+    """Refuse a call with nothing to draw prompts from, or nothing to rank the answers: without a task, `prompts`
+    gives the prompts and `judge` ranks (a task gives both, its oracle ranking by default)."""
+    if prompts is not None and (isinstance(prompts, str) or len(prompts) == 0):
+        raise ValueError(f"`prompts` must be a non-empty list of prompts (text or chat messages), got {prompts!r}.")
+    if task is None and prompts is None:
+        raise ValueError("No prompts: give a synthetic task, or `prompts`, a list of prompts to draw from.")
+    if task is None and judge is None:
+        raise ValueError(
+            "No judge: without a synthetic task (whose oracle ranks by default) give `judge`, e.g. "
+            "trl_plus.judges.load_judge('path/to/reward-model')."
+        )
+
+
+def draw_prompts(task: SyntheticTask | None, prompts: Sequence[Any] | None, n: int, *, seed: int) -> list[Any]:
+    """`n` prompts: from the list `prompts` when given, else the task's preference stream (`task.prompts(n,
+    seed=seed, stream="preference")`). A list is drawn as a shuffled cycle: in an order shuffled with `seed`, then a
+    fresh shuffle whenever it runs out, so no prompt comes twice before every one has come once."""
+    if prompts is None:
+        assert task is not None, "check_sources first"
+        return task.prompts(n, seed=seed, stream="preference")
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    drawn: list[Any] = []
+    while len(drawn) < n:
+        drawn.extend(prompts[int(i)] for i in rng.permutation(len(prompts))[: n - len(drawn)])
+    return drawn
+
+
+def chat_answers(prompts: Sequence[Any], groups: list[list[str]]) -> list[list[Any]]:
+    """Each prompt's answers in its format: assistant turns for a chat prompt (TRL's conversational format, which
+    the trainers and a RewardModel judge take), the text as it is for a plain prompt."""
+    return [
+        group if isinstance(prompt, str) else [[{"role": "assistant", "content": text.strip()}] for text in group]
+        for prompt, group in zip(prompts, groups, strict=True)
+    ]
+
+
 def policy_preference_dataset(
     policy: Policy,
-    task: SyntheticTask,
+    task: SyntheticTask | None,
     n: int,
     *,
     k: int = 2,
@@ -309,6 +350,7 @@ def policy_preference_dataset(
     judge: Any = None,
     oracle_column: bool = False,
     draw_rankings: bool = False,
+    prompts: Sequence[Any] | None = None,
 ) -> Dataset:
     """On-policy preference data: `k` samples from `policy` per prompt, ordered by the oracle, or by `judge`.
 
@@ -324,23 +366,30 @@ def policy_preference_dataset(
     every pair of a prompt's samples is judged, in one batched call, and the samples are ranked by their summed
     win probabilities (ties keep sampling order); with k = 2 the more likely winner is chosen. `draw_rankings` draws
     them from the judge's probabilities instead (see `judge_rankings`). The task then only supplies the prompts.
+
+    `prompts`: a list of your own prompts (text or chat messages) to draw the `n` from instead of the task's
+    (`draw_prompts`); without a task, `judge` ranks. Answers to chat prompts come as assistant turns.
     """
     from datasets import Dataset
 
+    check_sources(task, prompts, judge)
     if k < 2:
         raise ValueError(f"k must be at least 2 (a pair), got {k}.")
     if oracle_column and (k != 2 or judge is not None):
         raise ValueError("oracle_column is for pairs (k = 2) labelled by the oracle, not by a judge.")
     model, tokenizer = load_policy(policy)
-    prompts = task.prompts(n, seed=seed, stream="preference")
-    groups = sample_groups(
-        model, tokenizer, prompts, k, seed=seed, max_new_tokens=max_new_tokens, batch_size=batch_size
-    )
-    rng = task.rng("policy-preference", seed)
-    answers = distinct_answers(groups)
-    judged = None if judge is None else judge_rankings(judge, prompts, answers, rng=rng if draw_rankings else None)
+    drawn = draw_prompts(task, prompts, n, seed=seed)
+    groups = sample_groups(model, tokenizer, drawn, k, seed=seed, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    if task is None:
+        import numpy as np
+
+        rng = np.random.default_rng(seed)
+    else:
+        rng = task.rng("policy-preference", seed)
+    answers = chat_answers(drawn, distinct_answers(groups))
+    judged = None if judge is None else judge_rankings(judge, drawn, answers, rng=rng if draw_rankings else None)
     rows: list[dict[str, Any]] = []
-    for index, prompt in enumerate(prompts):
+    for index, prompt in enumerate(drawn):
         distinct = answers[index]
         if len(distinct) < 2:
             continue
@@ -349,6 +398,7 @@ def policy_preference_dataset(
             pair = {"prompt": prompt, "chosen": ranked[0], "rejected": ranked[1]}
             rows.append(pair if k == 2 else {"prompt": prompt, "completions": ranked})
         elif k == 2:
+            assert task is not None  # no judge: check_sources required a task, whose oracle ranks
             a, b = distinct
             p_a = task.prefer(prompt, a, b)
             a_wins = bool(rng.random() < p_a)
@@ -358,6 +408,7 @@ def policy_preference_dataset(
                 row["chosen_win_prob"] = p_a if a_wins else 1.0 - p_a
             rows.append(row)
         else:
+            assert task is not None
             rows.append({"prompt": prompt, "completions": task.rank(prompt, distinct, rng)})
     return Dataset.from_list(rows)
 

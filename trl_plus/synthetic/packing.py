@@ -23,12 +23,11 @@ the preferences, and an answer in catalogue order never repeats an item, so an S
 from __future__ import annotations
 
 import itertools
-import math
 import re
 
 import numpy as np
 
-from trl_plus.synthetic.base import ScalarRewardTask, Text, as_text, words
+from trl_plus.synthetic.base import ScalarRewardTask, Text, as_text, split_combinations, words
 
 CLIMATES = ("hot", "cold", "rainy", "windy")
 TERRAINS = ("beach", "mountain", "city", "forest", "desert", "lake")
@@ -69,7 +68,8 @@ class PackingTask(ScalarRewardTask):
         self.plausible = [
             tuple(sorted(plausible_rng.choice(len(ITEMS), size=PLAUSIBLE, replace=False).tolist())) for _ in TERRAINS
         ]
-        self.held_out, self.trained = _split_triples(np.random.default_rng([seed, 12]))
+        sizes = (len(CLIMATES), len(TERRAINS), len(LENGTHS))
+        self.held_out, self.trained = split_combinations(sizes, HELD_OUT_SHARE, np.random.default_rng([seed, 12]))
 
     # -- prompts -----------------------------------------------------------------------------------------------
     def sample_prompt(self, rng: np.random.Generator) -> str:
@@ -176,16 +176,3 @@ class PackingTask(ScalarRewardTask):
                 *table("length", LENGTHS, self.length_weights),
             ]
         )
-
-
-def _split_triples(rng: np.random.Generator) -> tuple[list[Triple], list[Triple]]:
-    """Held-out and training triples; every attribute value keeps at least one training triple."""
-    triples = list(itertools.product(range(len(CLIMATES)), range(len(TERRAINS)), range(len(LENGTHS))))
-    size = math.ceil(HELD_OUT_SHARE * len(triples))
-    for _ in range(1000):
-        order = rng.permutation(len(triples))
-        held_out = sorted(triples[i] for i in order[:size])
-        trained = sorted(triples[i] for i in order[size:])
-        if all(len({t[k] for t in trained}) == n for k, n in enumerate((len(CLIMATES), len(TERRAINS), len(LENGTHS)))):
-            return held_out, trained
-    raise RuntimeError("Could not split the triples so that training sees every attribute value.")  # pragma: no cover
