@@ -195,3 +195,54 @@ def test_rejection_sampling_keeps_the_judges_top_k_and_trains_in_rounds(
     assert [r.index for r in rounds] == [1, 2] and (rounds[-1].path / "model.safetensors").is_file()
     again = rejection_sampling_training(model, tmp_path, task, rounds=2, steps_per_round=2, batch_size=2, n=2)
     assert all(r.resumed for r in again)
+
+
+def test_your_own_prompts_are_drawn_as_a_shuffled_cycle() -> None:
+    from trl_plus.synthetic.evaluate import draw_prompts
+
+    pool = [f"prompt {i}" for i in range(5)]
+    first = draw_prompts(None, pool, 12, seed=3)
+    assert sorted(first[:5]) == pool and sorted(first[5:10]) == pool  # every prompt once before any comes twice
+    assert set(first[10:]) < set(pool) and len(set(first[10:])) == 2
+    assert draw_prompts(None, pool, 12, seed=3) == first  # the seed fixes the draw
+    assert draw_prompts(None, pool, 5, seed=4) != first[:5]
+    task = get_task("packing", seed=0)  # with no list, the task's preference stream, as before
+    assert draw_prompts(task, None, 4, seed=1) == task.prompts(4, seed=1, stream="preference")
+
+
+def test_without_a_task_the_prompts_and_a_judge_are_required(tiny_checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    from trl_plus.iterative import rejection_sampling_training
+
+    model, one = tiny_checkpoints["llama"], {"rounds": 1, "steps_per_round": 1}
+    with pytest.raises(ValueError, match="No prompts: give a synthetic task, or `prompts`"):
+        iterative_training(model, tmp_path, loss="dpo", judge=len, **one)
+    with pytest.raises(ValueError, match="No judge: without a synthetic task"):
+        iterative_training(model, tmp_path, prompts=["a:"], loss="dpo", **one)
+    with pytest.raises(ValueError, match="must be a non-empty list of prompts"):
+        rejection_sampling_training(model, tmp_path, prompts="a:", judge=len, **one)
+    with pytest.raises(ValueError, match=r"'nash_md'.*online"):
+        iterative_training(model, tmp_path, prompts=["a:"], loss="nash_md", judge=len, **one)
+    with pytest.raises(ValueError, match="Got 1 loss weights for 2 losses"):
+        iterative_training(model, tmp_path, prompts=["a:"], loss=["dpo", "sft"], loss_weights=[1.0], judge=len, **one)
+    assert not any(tmp_path.iterdir())
+
+
+def test_chat_prompts_of_your_own_get_answers_as_assistant_turns(tiny_checkpoints: dict[str, Path]) -> None:
+    """Prompts from a list, chat messages here, ranked by a RewardModel judge that takes the chat format itself."""
+    from trl_plus.iterative import rejection_sampling_data
+    from trl_plus.judges import as_preference
+    from trl_plus.reward_model import RewardModel
+
+    pool = [[{"role": "user", "content": p}] for p in get_task("packing").prompts(4, seed=0)]
+    reward_model = RewardModel.from_backbone(tiny_checkpoints["llama"], head="bt").eval()
+    judge = as_preference(reward_model)
+    ranked = round_data(
+        tiny_checkpoints["llama"], prompts=pool, judge=judge, loss=["plackett_luce"], rows=4, k=3, seed=0
+    )
+    assert len(ranked) > 0 and all(row["prompt"] in pool for row in ranked)
+    for prompt, answers in zip(ranked["prompt"], ranked["completions"], strict=True):
+        assert all(answer[0]["role"] == "assistant" for answer in answers)
+        scores = reward_model.score([prompt] * len(answers), answers).tolist()
+        assert scores == sorted(scores, reverse=True)
+    best = rejection_sampling_data(tiny_checkpoints["llama"], None, 3, prompts=pool, judge=judge, n=2)
+    assert len(best) == 3 and all(row["completion"][0]["role"] == "assistant" for row in best)

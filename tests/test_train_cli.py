@@ -52,6 +52,8 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """The trainers `trl-plus train` builds, kept for inspection."""
     trainers: list[Any] = []
     for name, (config_class, trainer_class) in list(train_module.TRAINERS.items()):
+        if not isinstance(trainer_class, type):  # rft and iterative: a loop function, no trainer object
+            continue
 
         class Recording(trainer_class):  # type: ignore[valid-type,misc]
             def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -282,7 +284,7 @@ def test_ppo_without_a_reward_is_one_clear_line(
 def test_unknown_trainer_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["train", "--trainer", "kto"]) == 2
     assert (
-        "`--trainer` must be one of ['nash', 'ppo', 'preference', 'reward', 'unpaired'], got 'kto'"
+        "`--trainer` must be one of ['iterative', 'nash', 'ppo', 'preference', 'reward', 'rft', 'unpaired'], got 'kto'"
         in capsys.readouterr().err
     )
 
@@ -425,3 +427,131 @@ def test_bad_files_and_no_arguments_fail_with_one_clear_line(
     err = capsys.readouterr().err
     assert f"trl-plus train: error: {expected}" in err
     assert "Traceback" not in err
+
+
+@pytest.fixture
+def prompts_file(tmp_path: Path) -> Path:
+    """Six packing prompts of your own, as a jsonl file with a `prompt` column."""
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in get_task("packing").prompts(6, seed=0)))
+    return path
+
+
+@pytest.fixture
+def sampled(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[Any]]]:
+    """(policy, prompts) of every batch of samples the loops draw."""
+    import trl_plus.synthetic.evaluate as evaluate
+
+    calls: list[tuple[str, list[Any]]] = []
+    load, sample = evaluate.load_policy, evaluate.sample_groups
+    policies: list[str] = []
+
+    def loading(policy: Any) -> Any:
+        policies.append(str(policy))
+        return load(policy)
+
+    def sampling(model: Any, tokenizer: Any, prompts: list[Any], n: int, **kwargs: Any) -> Any:
+        calls.append((policies[-1], list(prompts)))
+        return sample(model, tokenizer, prompts, n, **kwargs)
+
+    monkeypatch.setattr(evaluate, "load_policy", loading)
+    monkeypatch.setattr(evaluate, "sample_groups", sampling)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("trainer", "extra"),
+    [("rft", ["--reward_model_path", "synthetic:packing", "--top_k", "2"]), ("iterative", ["--loss", "dpo,sft"])],
+)
+def test_round_trainers_train_your_model_on_your_prompts_in_rounds(
+    trainer: str,
+    extra: list[str],
+    tiny_checkpoints: dict[str, Path],
+    prompts_file: Path,
+    tmp_path: Path,
+    sampled: list[tuple[str, list[Any]]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Two rounds of two steps: round 1 samples the given model, round 2 the policy round 1 saved, both on prompts
+    of the file; a run again in the same folder resumes with nothing left to train. `iterative` is judged by a
+    RewardModel checkpoint, `rft` by the packing oracle."""
+    base, out = tiny_checkpoints["llama"], tmp_path / trainer
+    if trainer == "iterative":
+        RewardModel.from_backbone(str(base), head="bt").save_pretrained(tmp_path / "rm")
+        extra = [*extra, "--reward_model_path", str(tmp_path / "rm")]
+    argv = ["--trainer", trainer, "--model_name_or_path", str(base), "--dataset_name", str(prompts_file)]
+    argv += ["--rounds", "2", "--steps_per_round", "2", "--per_device_train_batch_size", "2", "--num_samples", "3"]
+    assert main([*argv, *extra, "--output_dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+
+    assert [policy for policy, _ in sampled] == [str(base), str(out / "round-01")]
+    pool = set(get_task("packing").prompts(6, seed=0))
+    assert all(set(prompts) <= pool for _, prompts in sampled)
+    assert sampled[0][1] != sampled[1][1]  # each round its own draw
+    before = load_file(str(base / "model.safetensors"))["lm_head.weight"]
+    for index in (1, 2):
+        folder = out / f"round-{index:02d}"
+        rows = json.loads((folder / "round.json").read_text())["rows"]
+        assert f"round {index}/2: {rows} training rows" in printed
+        after = load_file(str(folder / "model.safetensors"))["lm_head.weight"]
+        assert not torch.equal(before, after), f"round {index} moved nothing"
+        before = after
+
+    assert main([*argv, *extra, "--output_dir", str(out)]) == 0
+    assert "Resuming: rounds 1, 2 of 2 are finished" in capsys.readouterr().out
+    assert len(sampled) == 2  # nothing sampled again
+
+
+def test_a_synthetic_task_gives_the_round_trainers_its_prompts_and_oracle(
+    tiny_checkpoints: dict[str, Path], tmp_path: Path, sampled: list[tuple[str, list[Any]]]
+) -> None:
+    argv = ["--trainer", "iterative", "--model_name_or_path", str(tiny_checkpoints["llama"]), "--rounds", "1"]
+    argv += ["--dataset_name", "synthetic:packing", "--steps_per_round", "1", "--per_device_train_batch_size", "2"]
+    assert main([*argv, "--loss", "dpo", "--num_samples", "2", "--output_dir", str(tmp_path / "out")]) == 0
+    ((_, prompts),) = sampled
+    assert prompts == get_task("packing").prompts(len(prompts), seed=1, stream="preference")  # seed 0 + round 1
+    assert (tmp_path / "out" / "round-01" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(
+    ("trainer", "extra", "expected"),
+    [
+        ("rft", [], "`--trainer rft` needs a judge for prompts that are not a synthetic task's"),
+        ("rft", ["--dataset_name", "{tmp}/text.jsonl"], "samples answers to the dataset's `prompt` column; "),
+        ("rft", ["--rounds", "0"], "`rounds` must be at least 1, got 0."),
+        ("iterative", ["--steps_per_round", "0"], "`steps_per_round` must be at least 1, got 0."),
+        ("rft", ["--num_samples", "2", "--top_k", "3"], "`top_k` must lie in [1, num_samples=2], got 3."),
+        ("iterative", ["--loss", "dpoo"], "Unknown loss 'dpoo'. Did you mean 'dpo'"),
+        ("iterative", ["--loss", "nash_md"], "include an online one"),
+        ("iterative", ["--loss", "dpo", "--loss_kwargs", '{"bta": 1}'], "'bta'"),
+        ("iterative", ["--use_peft"], "`--trainer iterative` fine-tunes the whole model; it takes no `--use_peft`"),
+        ("rft", ["--reward_model_path", "{tmp}/no-rm"], "The reward model path"),
+    ],
+    ids=["no-judge", "no-prompt-column", "rounds", "steps", "top-k", "loss", "online-loss", "kwargs", "peft", "rm"],
+)
+def test_round_trainers_refuse_bad_settings_before_training(
+    trainer: str,
+    extra: list[str],
+    expected: str,
+    tiny_checkpoints: dict[str, Path],
+    prompts_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "text.jsonl").write_text('{"text": "a"}\n')
+    argv = ["--trainer", trainer, "--model_name_or_path", str(tiny_checkpoints["llama"]), "--output_dir", "{tmp}/out"]
+    argv = [*argv, "--dataset_name", str(prompts_file), *extra]
+    assert cli.main(["train", *[arg.replace("{tmp}", str(tmp_path)) for arg in argv]]) == 2
+    err = capsys.readouterr().err  # after the dataset's loading messages, one line
+    (line,) = [line for line in err.splitlines() if line.startswith("trl-plus train: error: ")]
+    assert expected in line and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_round_trainers_help_lists_their_own_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--trainer", "rft", "--help"])
+    short = capsys.readouterr().out
+    assert "--top_k TOP_K" in short and "--steps_per_round STEPS_PER_ROUND" in short and "--reward_model_path" in short
+    assert "--loss_weights LOSS_WEIGHTS" not in short  # iterative's field
+    assert "--use_peft [USE_PEFT]" not in short and "--adam_beta1" not in short  # refused; not a field

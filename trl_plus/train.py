@@ -10,7 +10,10 @@ with `--trainer unpaired`, `UnpairedPreferenceConfig`: every `KTOConfig` field p
 with `--trainer nash`, `NashConfig`: every `GRPOConfig` field plus `loss` (nash_md, sppo_online, online_ipo),
 `opponent`, `mixture_coef`, ... and the preference source in `--reward_model_path`),
 parsed by `trl.TrlParser`, so any field works as a `--flag` or as a key of the
-`--config` YAML file, and flags override the file. Examples:
+`--config` YAML file, and flags override the file. `--trainer rft` and `--trainer iterative` run rounds of
+`trl_plus.iterative` instead (sample answers from the current policy, rank them with the judge in
+`--reward_model_path`, train on them; `RejectionSamplingConfig` / `IterativeConfig`: `rounds`, `steps_per_round`,
+`num_samples`, `top_k` or `loss`, ...), saving each round under `output_dir/round-NN`. Examples:
 
     trl-plus train --model_name_or_path runs/demo/sft --dataset_name synthetic:transitive \\
         --loss simpo --output_dir runs/simpo --use_cpu --report_to none
@@ -22,6 +25,10 @@ parsed by `trl.TrlParser`, so any field works as a `--flag` or as a key of the
         --reward_model_path synthetic:transitive --use_peft --output_dir runs/ppo --use_cpu
     trl-plus train --trainer nash --model_name_or_path runs/demo/sft --dataset_name synthetic:cyclic \\
         --reward_model_path runs/gpm --output_dir runs/nash --use_cpu
+    trl-plus train --trainer rft --model_name_or_path runs/demo/sft --dataset_name prompts.jsonl \\
+        --reward_model_path runs/demo/reward --rounds 4 --steps_per_round 50 --output_dir runs/rft
+    trl-plus train --trainer iterative --loss dpo,sft --loss_weights 1 0.2 --model_name_or_path runs/demo/sft \\
+        --dataset_name synthetic:packing --rounds 4 --output_dir runs/iterative
     trl-plus train --config my.yaml --learning_rate 1e-5
     python -m trl_plus.train --config my.yaml
     accelerate launch --config_file scripts/accelerate/multi_gpu.yaml -m trl_plus.train --config my.yaml
@@ -30,7 +37,9 @@ parsed by `trl.TrlParser`, so any field works as a `--flag` or as a key of the
 .json/.jsonl/.parquet/.csv file (or a directory of them), a Hub dataset id, or `synthetic:<task>` for a
 synthetic task's preference data built offline (`trl-plus task <name>` shows the oracle). The unpaired trainer takes
 prompt/completion/label rows, or pairs, which it unpairs. The online trainers (PPO, Nash) read the `prompt` column
-of any of these (`synthetic:<task>` gives them the task's prompts).
+of any of these (`synthetic:<task>` gives them the task's prompts). So do `rft` and `iterative`, which draw each
+round's prompts from a fresh shuffle of that column; with `synthetic:<task>` they draw from the task's preference
+stream instead, and its oracle judges unless `--reward_model_path` names another judge.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +58,15 @@ from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_qu
 
 from trl_plus.errors import quiet_checkpointing_renames, run_reporting_errors
 from trl_plus.help_cache import trainer_flags
+from trl_plus.iterative import (
+    ROUND_FILE,
+    IterativeConfig,
+    RejectionSamplingConfig,
+    RoundsConfig,
+    iterative_training,
+    rejection_sampling_training,
+    round_path,
+)
 from trl_plus.trainers.nash import NashConfig, NashTrainer
 from trl_plus.trainers.ppo import PPOConfig, PPOTrainer
 from trl_plus.trainers.preference import PreferenceConfig, PreferenceTrainer
@@ -57,13 +76,17 @@ from trl_plus.trainers.unpaired import UnpairedPreferenceConfig, UnpairedPrefere
 SYNTHETIC_PREFIX = "synthetic:"
 # Files `datasets.load_dataset` reads with a packaged builder, by suffix.
 _DATA_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
-TRAINERS: dict[str, tuple[type, type]] = {
+# Each trainer's config class, and the trainer class that trains it; the round trainers map to their loop function.
+TRAINERS: dict[str, tuple[type, Any]] = {
     "preference": (PreferenceConfig, PreferenceTrainer),
     "unpaired": (UnpairedPreferenceConfig, UnpairedPreferenceTrainer),
     "reward": (RewardModelConfig, RewardModelTrainer),
     "ppo": (PPOConfig, PPOTrainer),
     "nash": (NashConfig, NashTrainer),
+    "rft": (RejectionSamplingConfig, rejection_sampling_training),
+    "iterative": (IterativeConfig, iterative_training),
 }
+TrainingArgs = PreferenceConfig | UnpairedPreferenceConfig | RewardModelConfig | PPOConfig | NashConfig | RoundsConfig
 ONLINE_TRAINERS = ("ppo", "nash")
 
 
@@ -79,7 +102,8 @@ class TrainScriptArguments(ScriptArguments):
             "RewardModelTrainer (RewardTrainer's loop; a reward model with any registered head). `ppo`: PPOTrainer "
             "(GRPOTrainer's loop; a critic, GAE and a per-token KL penalty) against `--reward_model_path`. `nash`: "
             "NashTrainer (GRPOTrainer's loop; Nash-MD, self-play, online SPPO) against the preference source in "
-            "`--reward_model_path`.",
+            "`--reward_model_path`. `rft`: rounds of SFT on the judge's best samples of the current policy. "
+            "`iterative`: rounds of any registered offline loss on the judge's rankings of those samples.",
             "choices": sorted(TRAINERS),
         },
     )
@@ -122,9 +146,10 @@ class TrainScriptArguments(ScriptArguments):
     reward_model_path: str | None = field(
         default=None,
         metadata={
-            "help": "With `--trainer ppo`: the reward; with `--trainer nash`: the preference source. A RewardModel "
-            "checkpoint (saved by `--trainer reward`; any head, gpm for nash), a sequence-classification checkpoint or "
-            "Hub id, or `synthetic:<task>` for the task's oracle."
+            "help": "With `--trainer ppo`: the reward; with `--trainer nash`: the preference source; with `rft` and "
+            "`iterative`: the judge (default with `synthetic:<task>` data: its oracle; `llm:<path>` for an LLM judge "
+            "too). A RewardModel checkpoint (saved by `--trainer reward`; any head, gpm for nash), a "
+            "sequence-classification checkpoint or Hub id, or `synthetic:<task>` for the task's oracle."
         },
     )
     reward_reduce: str = field(
@@ -192,11 +217,14 @@ def make_parser(prog: str = "trl-plus train", trainer: str = "preference", *, ev
         "the classes above works. `--help-all` lists them all.",
     )
     if not every_field:
-        trl_base = next(c for c in config_class.__mro__[1:] if c.__module__.startswith("trl."))
-        own = {f.name for f in dataclasses.fields(config_class)} - {f.name for f in dataclasses.fields(trl_base)}
+        trl_base = next((c for c in config_class.__mro__[1:] if c.__module__.startswith("trl.")), None)
+        inherited = {f.name for f in dataclasses.fields(trl_base)} if trl_base else set()  # none for round trainers
+        own = {f.name for f in dataclasses.fields(config_class)} - inherited
         own |= {f.name for f in dataclasses.fields(TrainScriptArguments)}
+        # The round trainers read only the model's path of ModelConfig, and none of TRL's training fields.
+        shown = own | (COMMON_FIELDS if trl_base else {"config", "model_name_or_path"})
         for action in parser._actions:
-            if action.dest not in own | COMMON_FIELDS | {"help"}:
+            if action.dest not in shown | {"help"}:
                 action.help = argparse.SUPPRESS
     return parser
 
@@ -218,16 +246,18 @@ def _looks_like_path(name: str) -> bool:
     return False
 
 
-def synthetic_dataset(task_name: str, script_args: TrainScriptArguments) -> DatasetDict:
-    """A synthetic task's preference data, with train and test rows drawn from different seeds."""
+def _synthetic_task(task_name: str, flag: str, script_args: TrainScriptArguments) -> Any:
+    """The synthetic task `task_name` named in `flag`, with the oracle seed `--synthetic_task_seed`."""
     from trl_plus.synthetic import TASKS, get_task
 
     if task_name not in TASKS:
-        raise ArgumentError(
-            f"Unknown synthetic task {task_name!r} in `--dataset_name {SYNTHETIC_PREFIX}{task_name}`; choose one of "
-            f"{sorted(TASKS)}."
-        )
-    task = get_task(task_name, seed=script_args.synthetic_task_seed)
+        raise ArgumentError(f"Unknown synthetic task {task_name!r} in `{flag}`; choose one of {sorted(TASKS)}.")
+    return get_task(task_name, seed=script_args.synthetic_task_seed)
+
+
+def synthetic_dataset(task_name: str, script_args: TrainScriptArguments) -> DatasetDict:
+    """A synthetic task's preference data, with train and test rows drawn from different seeds."""
+    task = _synthetic_task(task_name, f"--dataset_name {SYNTHETIC_PREFIX}{task_name}", script_args)
     sizes = {"train": script_args.synthetic_train_size, "test": script_args.synthetic_test_size}
     conversational = script_args.synthetic_conversational
     splits: dict[str, Dataset] = {}
@@ -326,7 +356,6 @@ def _check_model(model_args: ModelConfig) -> str:
 def _reward_source(script_args: TrainScriptArguments, missing: str) -> Any:
     """`--reward_model_path` as a synthetic task, a loaded RewardModel, or a checkpoint path / Hub id."""
     from trl_plus.reward_model import HEAD_CONFIG, RewardModel
-    from trl_plus.synthetic import TASKS, get_task
 
     name = script_args.reward_model_path
     if not name:
@@ -335,12 +364,7 @@ def _reward_source(script_args: TrainScriptArguments, missing: str) -> Any:
             "sequence-classification checkpoint or Hub id, or `synthetic:<task>` for the task's oracle."
         )
     if name.startswith(SYNTHETIC_PREFIX):
-        task_name = name.removeprefix(SYNTHETIC_PREFIX)
-        if task_name not in TASKS:
-            raise ArgumentError(
-                f"Unknown synthetic task {task_name!r} in `--reward_model_path`; one of {sorted(TASKS)}."
-            )
-        return get_task(task_name, seed=script_args.synthetic_task_seed)
+        return _synthetic_task(name.removeprefix(SYNTHETIC_PREFIX), "--reward_model_path", script_args)
     path = Path(name).expanduser()
     if (path / HEAD_CONFIG).is_file():
         return RewardModel.from_pretrained(path)
@@ -362,12 +386,81 @@ def _ppo_sources(script_args: TrainScriptArguments) -> dict[str, Any]:
     return {"reward_funcs": reward, "value_model": value}
 
 
+def _round_sources(script_args: TrainScriptArguments) -> tuple[Any, list[Any] | None, Any]:
+    """The round trainers' (task, prompts, judge): a synthetic task's preference stream and oracle, or the `prompt`
+    column of the dataset and the judge in `--reward_model_path` (which replaces the oracle of a task too)."""
+    from trl_plus.judges import as_preference, load_judge
+
+    trainer, name = script_args.trainer, script_args.dataset_name
+    task, prompts = None, None
+    if name and name.startswith(SYNTHETIC_PREFIX):
+        task = _synthetic_task(name.removeprefix(SYNTHETIC_PREFIX), f"--dataset_name {name}", script_args)
+    else:
+        dataset = load_preference_dataset(script_args)
+        rows = _split(dataset, script_args.dataset_train_split, "--dataset_train_split", name)
+        if isinstance(rows, IterableDataset):
+            raise ArgumentError(
+                f"`--trainer {trainer}` draws prompts at random from the whole dataset; it cannot stream one: "
+                "leave out `--dataset_streaming`."
+            )
+        if "prompt" not in rows.column_names:
+            raise ArgumentError(
+                f"`--trainer {trainer}` samples answers to the dataset's `prompt` column; {name!r} has the columns "
+                f"{rows.column_names}. Rename the column of your prompts to `prompt`."
+            )
+        prompts = list(rows["prompt"])
+        if not prompts:
+            raise ArgumentError(f"The dataset {name!r} has no rows: `--trainer {trainer}` needs prompts.")
+    judge = None
+    if script_args.reward_model_path and script_args.reward_model_path.startswith("llm:"):
+        judge = load_judge(script_args.reward_model_path)
+    elif task is None or script_args.reward_model_path:
+        missing = f"`--trainer {trainer}` needs a judge for prompts that are not a synthetic task's"
+        judge = as_preference(_reward_source(script_args, missing))
+    return task, prompts, judge
+
+
+def train_rounds(script_args: TrainScriptArguments, config: RoundsConfig, model_args: ModelConfig) -> Path:
+    """`--trainer rft|iterative`: check every setting, run the rounds (resuming after those finished in
+    `output_dir`) with one line per round, and return the last round's folder, the final policy."""
+    trainer = script_args.trainer
+    if model_args.use_peft or model_args.load_in_4bit or model_args.load_in_8bit:
+        raise ArgumentError(
+            f"`--trainer {trainer}` fine-tunes the whole model; it takes no `--use_peft`, `--load_in_4bit` or "
+            "`--load_in_8bit`."
+        )
+    if not config.output_dir:
+        raise ArgumentError(f"`--trainer {trainer}` saves its rounds under `--output_dir`: pass one.")
+    model = _check_model(model_args)
+    task, prompts, judge = _round_sources(script_args)
+    out = Path(config.output_dir)
+    finished = [i for i in range(1, config.rounds + 1) if (round_path(out, i) / ROUND_FILE).is_file()]
+    if finished:
+        print(f"Resuming: rounds {', '.join(map(str, finished))} of {config.rounds} are finished in {out}", flush=True)
+    start = time.perf_counter()
+
+    def report(done: Any) -> None:
+        print(
+            f"round {done.index}/{config.rounds}: {done.rows} training rows, {done.seconds:.0f} s "
+            f"({time.perf_counter() - start:.0f} s in all), saved to {done.path}",
+            flush=True,
+        )
+
+    loop = TRAINERS[trainer][1]
+    done = loop(model, out, task, prompts=prompts, judge=judge, on_round=report, **config.loop_kwargs())
+    print(f"The final policy: {done[-1].path}")
+    return Path(done[-1].path)
+
+
 def train(
     script_args: TrainScriptArguments,
-    training_args: PreferenceConfig | UnpairedPreferenceConfig | RewardModelConfig | PPOConfig | NashConfig,
+    training_args: TrainingArgs,
     model_args: ModelConfig,
 ) -> Path:
-    """Load the data and the model, train, save to `output_dir`, and return that directory."""
+    """Load the data and the model, train, save to `output_dir`, and return that directory (with `--trainer rft` or
+    `iterative`, the last round's folder in it)."""
+    if isinstance(training_args, RoundsConfig):
+        return train_rounds(script_args, training_args, model_args)
     model = _check_model(model_args)
     dataset = load_preference_dataset(script_args)
     train_dataset = _split(dataset, script_args.dataset_train_split, "--dataset_train_split", script_args.dataset_name)

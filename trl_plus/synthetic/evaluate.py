@@ -302,7 +302,7 @@ def exploitability(
 def check_sources(task: SyntheticTask | None, prompts: Sequence[Any] | None, judge: Any) -> None:
     """Refuse a call with nothing to draw prompts from, or nothing to rank the answers: without a task, `prompts`
     gives the prompts and `judge` ranks (a task gives both, its oracle ranking by default)."""
-    if prompts is not None and (isinstance(prompts, str) or len(prompts) == 0):
+    if prompts is not None and (isinstance(prompts, str) or not isinstance(prompts, Sequence) or len(prompts) == 0):
         raise ValueError(f"`prompts` must be a non-empty list of prompts (text or chat messages), got {prompts!r}.")
     if task is None and prompts is None:
         raise ValueError("No prompts: give a synthetic task, or `prompts`, a list of prompts to draw from.")
