@@ -43,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reward-learning-rate", type=float, default=1e-4, help="The reward models' backbones.")
     parser.add_argument("--n", type=int, default=512, help="Held-out prompts for the evaluation.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the online training runs and the evaluation.")
+    parser.add_argument(
+        "--format-rule",
+        action="store_true",
+        help="Add the task's format check to both: GRPO's reward less the demo's format penalty for a malformed "
+        "answer, and Nash-MD's preference with a well-formed answer beating a malformed one (judges.with_rule).",
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
 
@@ -99,8 +105,9 @@ def train_online(method: str, reference: Path, reward_model: Any, out: Path, arg
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    from trl_plus.demo import online_training_args
-    from trl_plus.rewards import as_reward_func
+    from trl_plus.demo import FORMAT_PENALTY, online_training_args
+    from trl_plus.judges import as_preference, with_rule
+    from trl_plus.rewards import RuleReward, as_reward_func
     from trl_plus.synthetic import get_task
     from trl_plus.trainers import NashConfig, NashTrainer
 
@@ -115,17 +122,20 @@ def train_online(method: str, reference: Path, reward_model: Any, out: Path, arg
         max_completion_length=8,
     )
     settings.update(save_strategy="no", logging_steps=max(1, args.steps // 10))
-    rows = get_task(args.task).prompts(args.steps * args.batch_size, stream="policy-preference")
+    task = get_task(args.task)
+    rows = task.prompts(args.steps * args.batch_size, stream="policy-preference")
     prompts = Dataset.from_dict({"prompt": rows})
     start = time.perf_counter()
     if method == "grpo":
         config = GRPOConfig(**settings, num_generations=4, num_iterations=4, beta=args.grpo_beta)
-        trainer: Any = GRPOTrainer(
-            str(reference), reward_funcs=as_reward_func(reward_model), args=config, train_dataset=prompts
-        )
+        rewards: Any = as_reward_func(reward_model)
+        if args.format_rule:
+            rewards = [rewards, RuleReward(task.is_valid, penalty=FORMAT_PENALTY, name="format")]
+        trainer: Any = GRPOTrainer(str(reference), reward_funcs=rewards, args=config, train_dataset=prompts)
     else:
         config = NashConfig(**settings, beta=args.nash_beta, mixture_coef=[args.mixture_coef])
-        trainer = NashTrainer(str(reference), reward_model, args=config, train_dataset=prompts)
+        preference = with_rule(as_preference(reward_model), task.is_valid) if args.format_rule else reward_model
+        trainer = NashTrainer(str(reference), preference, args=config, train_dataset=prompts)
     trainer.train()
     trainer.save_model(str(out))
     print(f"{method}: {args.steps} steps in {time.perf_counter() - start:.0f} s", flush=True)

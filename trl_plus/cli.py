@@ -438,7 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     # `trl-plus train` has its own parser (TRL's TrlParser); `main` hands it every argument after `train`.
     train = commands.add_parser(
-        "train", help="train with PreferenceTrainer: TRL-style flags or --config YAML (see `trl-plus train --help`)"
+        "train",
+        help="train with any trl-plus trainer (preference, unpaired, reward, ppo, nash, rft, iterative): TRL-style "
+        "flags or --config YAML (see `trl-plus train --help`)",
     )
     train.add_argument("train_args", nargs=argparse.REMAINDER, help="arguments of `trl-plus train`")
     train.set_defaults(func=_cmd_train)

@@ -188,6 +188,7 @@ def _loop_method(
         "model",
         "out_dir",
         "task",
+        "prompts",  # compare's rows draw the task's prompts
         "loss",
         "rounds",
         "steps_per_round",
