@@ -72,3 +72,37 @@ def test_drawn_rankings_follow_the_judges_probabilities() -> None:
     first = sum(ranking[0] == "a" for ranking in drawn) / len(drawn)
     assert first == pytest.approx(math.e / (math.e + 2), abs=0.025)
     assert all(sorted(ranking) == ["a", "b", "c"] for ranking in drawn)
+
+
+def test_a_bradley_terry_reward_model_ranks_by_its_score_in_the_pairs_order(tiny_checkpoints: dict[str, Path]) -> None:
+    """`as_preference` gives a bt model a pointwise `score`; `judge_rankings` sorts by it (one forward per answer)
+    into the order the summed pairwise probabilities give, with or without a format rule. Heads whose P is not
+    σ(r_a − r_b) (ensemble: the heads' mean of σ; gpm) get no score and are ranked by their pairs."""
+    import torch
+
+    from trl_plus.judges import as_preference
+    from trl_plus.reward_model import RewardModel
+
+    torch.manual_seed(0)
+    task = get_task("packing", seed=0)
+    prompts = task.prompts(24, seed=3, stream="eval-train")
+    rng = np.random.default_rng(0)
+    answers = [[task.sample_response(p, rng) for _ in range(3)] + ["rope rope", "kite"] for p in prompts]
+    model = RewardModel.from_backbone(tiny_checkpoints["llama"], head="bt").eval()
+    judge = as_preference(model)
+    assert hasattr(judge, "score")
+
+    def pairs_only(p, a, b):  # type: ignore[no-untyped-def]
+        return judge(p, a, b)  # the same probabilities, without the score
+
+    for ranker, pairwise in (
+        (judge, pairs_only),
+        (with_rule(judge, task.is_valid), with_rule(pairs_only, task.is_valid)),
+    ):
+        by_score = judge_rankings(ranker, prompts, answers)
+        assert by_score == judge_rankings(pairwise, prompts, answers)
+        assert len({tuple(r) for r in by_score}) > 1  # not a trivial order
+    ruled = judge_rankings(with_rule(judge, task.is_valid), prompts, answers)
+    assert all(not task.is_valid(p, r[-1]) and not task.is_valid(p, r[-2]) for p, r in zip(prompts, ruled, strict=True))
+    for head in ("ensemble", "gpm"):
+        assert not hasattr(as_preference(RewardModel.from_backbone(tiny_checkpoints["llama"], head=head)), "score")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from trl_plus.judges import with_rule
+from trl_plus.judges import as_preference, with_rule
 from trl_plus.synthetic import DEMO_TASK, WinRate, get_task, policy_preference_dataset, win_rate
 from trl_plus.testing import make_tiny
 from trl_plus.types import InputKind
@@ -415,7 +415,7 @@ def run_demo(
     weights = "" if loss_weights is None else f" (weights {', '.join(f'{w:g}' for w in loss_weights)})"
     # A learned judge knows only the answers its data showed; a format rule, which needs no preference data, ranks
     # the malformed answers a policy drifts to below every well-formed one.
-    prefer = None if source is task else with_rule(source.prefer, task.is_valid)
+    prefer = None if source is task else with_rule(as_preference(source), task.is_valid)
     judged_by = "the oracle" if prefer is None else "the reward model (malformed answers last, by a format rule)"
 
     def report(done: Any) -> None:

@@ -49,7 +49,18 @@ def with_rule(judge: Judge, rule: Callable[[Any, Any], bool]) -> Judge:
                 verdicts[index] = 1.0 if keeps_x else 0.0
         return verdicts
 
+    inner = getattr(judge, "score", None)
+    if inner is not None:  # ranks as the pairs do: every answer keeping the rule above every one breaking it
+
+        def score(prompts: Sequence[Any], completions: Sequence[Any]) -> list[float]:
+            scores = [float(s) for s in inner(prompts, completions)]
+            return [s if rule(p, c) else s - RULE_OFFSET for s, p, c in zip(scores, prompts, completions, strict=True)]
+
+        ruled.score = score  # type: ignore[attr-defined]
     return ruled
+
+
+RULE_OFFSET = 1e9  # below any reward a model gives, far enough that broken answers keep their own order
 
 
 class SequenceClassifierPreference:
@@ -97,6 +108,7 @@ def as_preference(source: Any) -> Callable[[Sequence[Any], Sequence[Any], Sequen
     model or checkpoint path (σ(r_a − r_b)), a RewardModel checkpoint path, a `SyntheticTask` (its oracle), or a
     callable judge.
     """
+    from trl_plus.heads import RewardHead
     from trl_plus.reward_model import HEAD_CONFIG, RewardModel
 
     if isinstance(source, (str, Path)):
@@ -104,6 +116,7 @@ def as_preference(source: Any) -> Callable[[Sequence[Any], Sequence[Any], Sequen
         source = (
             RewardModel.from_pretrained(path) if (path / HEAD_CONFIG).is_file() else SequenceClassifierPreference(path)
         )
+    scores: Scorer | None = None
     if isinstance(source, RewardModel):
         model = source.eval()
 
@@ -116,6 +129,16 @@ def as_preference(source: Any) -> Callable[[Sequence[Any], Sequence[Any], Sequen
             return torch.cat(parts) if parts else torch.zeros(0)
 
         raw: Callable[..., Any] = judge
+        if model.head.output == "reward" and type(model.head).prefer is RewardHead.prefer:  # σ(r_a − r_b)
+
+            def reward(prompts: Sequence[Any], completions: Sequence[Any]) -> list[float]:
+                return [
+                    float(r)
+                    for i in range(0, len(prompts), 256)
+                    for r in model.score(prompts[i : i + 256], completions[i : i + 256]).float().cpu()
+                ]
+
+            scores = reward
     elif isinstance(source, SyntheticTask):
         raw = task_judge(source)
     elif hasattr(source, "config") and getattr(source.config, "num_labels", None) is not None and callable(source):
@@ -138,6 +161,10 @@ def as_preference(source: Any) -> Callable[[Sequence[Any], Sequence[Any], Sequen
         return values
 
     prefer.source = source  # type: ignore[attr-defined]
+    if scores is not None:
+        # A Bradley-Terry judge's pointwise reward: `judge_rankings` sorts by it, one forward per answer instead of
+        # one per pair and answer (the same order: the summed σ(r_a − r_b) over the others grows with r_a).
+        prefer.score = scores  # type: ignore[attr-defined]
     return prefer
 
 

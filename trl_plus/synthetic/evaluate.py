@@ -423,7 +423,26 @@ def judge_rankings(
     winning, summed over the others and divided by the group's size, which for a Bradley-Terry judge (σ(r_a − r_b))
     are its rewards less their mean. Sorted rankings put the judge's favourite first every time; drawn ones keep
     its uncertainty, as the oracle's drawn labels do. Which trains better depends on the judge: on packing, with
-    the demo's reward model, drawn rankings scored lower (README, "The demo")."""
+    the demo's reward model, drawn rankings scored lower (README, "The demo").
+
+    A judge with a pointwise `score(prompts, completions)` whose pairwise P grows with the score difference (as
+    `judges.as_preference` gives a Bradley-Terry reward model, kept by `with_rule`) is sorted by that score, one
+    call per answer instead of one per pair: the same order, ties kept in sampling order."""
+    score = getattr(judge, "score", None)
+    if rng is None and score is not None:
+        flat = [
+            float(s)
+            for s in score(
+                [p for p, group in zip(prompts, answers, strict=True) for _ in group],
+                [a for group in answers for a in group],
+            )
+        ]
+        ranked, start = [], 0
+        for group in answers:
+            values = flat[start : start + len(group)]
+            ranked.append([group[i] for i in sorted(range(len(group)), key=lambda i: -values[i])])
+            start += len(group)
+        return ranked
     calls: list[tuple[int, int, int]] = [
         (row, i, j) for row, group in enumerate(answers) for i in range(len(group)) for j in range(i + 1, len(group))
     ]
