@@ -45,6 +45,7 @@ def fit_reward_model(
     head_kwargs: dict[str, Any] | None = None,
     seed: int = 0,
     output_dir: str | Path | None = None,
+    pooling: str = "mean",
 ) -> tuple[Any, float]:
     """Train a `head` reward model on `n` pairs of a synthetic task; (the RewardModel in eval mode, train seconds)."""
     task = get_task(task_name)
@@ -61,6 +62,7 @@ def fit_reward_model(
         head_kwargs=head_kwargs,
         seed=seed,
         output_dir=output_dir,
+        pooling=pooling,
     )
 
 

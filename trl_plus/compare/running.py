@@ -235,17 +235,16 @@ def _online_reward(
 def _demo_reward_model(head: str, seed: int, config: CompareConfig, reference_path: Path) -> Any:
     """A reward model trained as the demo trains its own: on `config.reward_pairs` pairs of the task's base answers
     with the oracle's probabilities as soft labels, for the demo recipe's epochs and learning rate."""
-    from trl_plus.demo import RECIPES, TaskRecipe
-    from trl_plus.reward_bench import train_reward_model
-    from trl_plus.synthetic import get_task
+    from trl_plus.demo import RECIPES
+    from trl_plus.reward_bench import fit_reward_model
 
     assert config.task is not None and config.reward_pairs is not None
-    recipe = RECIPES.get(config.task) or TaskRecipe(sft_steps=0, method="offline", methods={})
-    pairs = get_task(config.task).preference_dataset(config.reward_pairs, seed=seed, oracle_column=True)
-    model, _ = train_reward_model(
+    recipe = RECIPES[config.task]
+    model, _ = fit_reward_model(
         reference_path,
-        pairs,
+        config.task,
         head,
+        n=config.reward_pairs,
         epochs=recipe.reward_epochs,
         learning_rate=recipe.reward_learning_rate,
         head_learning_rate=config.head_learning_rate,
