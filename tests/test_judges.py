@@ -102,6 +102,15 @@ def test_a_bradley_terry_reward_model_ranks_by_its_score_in_the_pairs_order(tiny
         by_score = judge_rankings(ranker, prompts, answers)
         assert by_score == judge_rankings(pairwise, prompts, answers)
         assert len({tuple(r) for r in by_score}) > 1  # not a trivial order
+
+    def score_only(p, a, b):  # type: ignore[no-untyped-def]
+        raise AssertionError("ranked by pairs, not by the score")
+
+    score_only.score = judge.score  # type: ignore[attr-defined]
+    assert judge_rankings(score_only, prompts, answers) == judge_rankings(pairs_only, prompts, answers)
+    assert judge_rankings(with_rule(score_only, task.is_valid), prompts, answers) == judge_rankings(
+        with_rule(pairs_only, task.is_valid), prompts, answers
+    )
     ruled = judge_rankings(with_rule(judge, task.is_valid), prompts, answers)
     assert all(not task.is_valid(p, r[-1]) and not task.is_valid(p, r[-2]) for p, r in zip(prompts, ruled, strict=True))
     for head in ("ensemble", "gpm"):

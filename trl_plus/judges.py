@@ -20,7 +20,7 @@ import torch
 
 from trl_plus.synthetic import SyntheticTask
 from trl_plus.synthetic.base import as_text
-from trl_plus.synthetic.evaluate import Policy, judge_rankings, load_policy, sample_groups
+from trl_plus.synthetic.evaluate import Policy, judge_rankings, load_policy, sample_groups, score_rankings
 
 Judge = Callable[[Sequence[Any], Sequence[Any], Sequence[Any]], Sequence[float]]
 Scorer = Callable[[Sequence[Any], Sequence[Any]], Sequence[float]]
@@ -221,12 +221,5 @@ def best_of_n(
         temperature=temperature,
         batch_size=batch_size,
     )
-    if judge is not None:
-        return [ranked[0] for ranked in judge_rankings(judge, prompts, answers)]
-    assert score is not None
-    flat = [float(s) for s in score([p for p in prompts for _ in range(n)], [a for row in answers for a in row])]
-    best = []
-    for i, row in enumerate(answers):
-        scores = flat[i * n : (i + 1) * n]
-        best.append(row[scores.index(max(scores))])  # the first of equal scores
-    return best
+    ranked = judge_rankings(judge, prompts, answers) if judge is not None else score_rankings(score, prompts, answers)
+    return [best[0] for best in ranked]  # ties: the earlier sample

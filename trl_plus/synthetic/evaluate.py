@@ -430,19 +430,7 @@ def judge_rankings(
     call per answer instead of one per pair: the same order, ties kept in sampling order."""
     score = getattr(judge, "score", None)
     if rng is None and score is not None:
-        flat = [
-            float(s)
-            for s in score(
-                [p for p, group in zip(prompts, answers, strict=True) for _ in group],
-                [a for group in answers for a in group],
-            )
-        ]
-        ranked, start = [], 0
-        for group in answers:
-            values = flat[start : start + len(group)]
-            ranked.append([group[i] for i in sorted(range(len(group)), key=lambda i: -values[i])])
-            start += len(group)
-        return ranked
+        return score_rankings(score, prompts, answers)
     calls: list[tuple[int, int, int]] = [
         (row, i, j) for row, group in enumerate(answers) for i in range(len(group)) for j in range(i + 1, len(group))
     ]
@@ -471,6 +459,24 @@ def judge_rankings(
     return [
         [group[i] for i in sorted(range(len(group)), key=lambda i: -wins[row][i])] for row, group in enumerate(answers)
     ]
+
+
+def score_rankings(score: Any, prompts: Sequence[Any], answers: list[list[Any]]) -> list[list[Any]]:
+    """Each prompt's answers, best first by a pointwise `score(prompts, completions)` (higher is better), from one
+    call over every answer; equal scores keep sampling order."""
+    flat = [
+        float(s)
+        for s in score(
+            [p for p, group in zip(prompts, answers, strict=True) for _ in group],
+            [a for group in answers for a in group],
+        )
+    ]
+    ranked, start = [], 0
+    for group in answers:
+        values = flat[start : start + len(group)]
+        ranked.append([group[i] for i in sorted(range(len(group)), key=lambda i: -values[i])])
+        start += len(group)
+    return ranked
 
 
 @dataclass(frozen=True)
