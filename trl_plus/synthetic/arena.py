@@ -27,7 +27,7 @@ import re
 
 import numpy as np
 
-from trl_plus.synthetic.base import Text, as_text, split_combinations, words
+from trl_plus.synthetic.base import HeldOutPromptsTask, Text, as_text, split_combinations, words
 from trl_plus.synthetic.cyclic import CLASSES, MALFORMED, PREFERENCE, ClassGameTask, borda_scores
 
 REALMS = ("forest", "desert", "harbor", "castle", "swamp", "glacier")
@@ -49,11 +49,10 @@ _PROMPT = re.compile(r"Duel in the (\w+) at (\w+)\. Make your move:")
 Pair = tuple[int, int]
 
 
-class ArenaTask(ClassGameTask):
+class ArenaTask(HeldOutPromptsTask, ClassGameTask):
     """Cyclic's rock-paper-scissors with a decoy, dealt to different words in each realm; held-out prompts."""
 
     name = "arena"
-    holds_out_prompts = True
 
     def __init__(self, seed: int = 0) -> None:
         super().__init__(seed)
@@ -74,17 +73,7 @@ class ArenaTask(ClassGameTask):
         self.trained: list[Pair] = [(r, t) for r, t in trained]
 
     # -- prompts -----------------------------------------------------------------------------------------------
-    def sample_prompt(self, rng: np.random.Generator) -> str:
-        """A training prompt: the held-out pairs are only for `prompts(stream="eval")`."""
-        return self._prompt(self.trained[int(rng.integers(len(self.trained)))])
-
-    def prompts(self, n: int, *, seed: int = 0, stream: str = "eval") -> list[str]:
-        rng = self.rng(stream, seed)
-        pairs = self.held_out if stream == "eval" else self.trained
-        return [self._prompt(pairs[int(rng.integers(len(pairs)))]) for _ in range(n)]
-
-    @staticmethod
-    def _prompt(pair: Pair) -> str:
+    def prompt_for(self, pair: Pair, rng: np.random.Generator) -> str:
         return f"Duel in the {REALMS[pair[0]]} at {TIMES[pair[1]]}. Make your move:"
 
     def parse_prompt(self, prompt: Text) -> Pair:

@@ -217,6 +217,29 @@ class ScalarRewardTask(SyntheticTask):
         return [responses[i] for i in np.argsort(keys)[::-1]]
 
 
+class HeldOutPromptsTask(SyntheticTask):
+    """A task whose prompts come from combinations of attributes, a share of them held out (`split_combinations`):
+    `prompts(stream="eval")` draws only held-out combinations, every other stream (and `sample_prompt`, which the
+    datasets use) only training ones. Subclasses set `held_out` and `trained` and write a combination's prompt."""
+
+    holds_out_prompts = True
+    held_out: list[Any]
+    trained: list[Any]
+
+    @abstractmethod
+    def prompt_for(self, combination: Any, rng: np.random.Generator) -> str:
+        """The prompt of one attribute combination (`rng` for any part drawn per prompt)."""
+
+    def sample_prompt(self, rng: np.random.Generator) -> str:
+        """A training prompt: the held-out combinations are only for `prompts(stream="eval")`."""
+        return self.prompt_for(self.trained[int(rng.integers(len(self.trained)))], rng)
+
+    def prompts(self, n: int, *, seed: int = 0, stream: str = "eval") -> list[str]:
+        rng = self.rng(stream, seed)
+        combinations = self.held_out if stream == "eval" else self.trained
+        return [self.prompt_for(combinations[int(rng.integers(len(combinations)))], rng) for _ in range(n)]
+
+
 def split_combinations(
     sizes: Sequence[int], share: float, rng: np.random.Generator
 ) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:

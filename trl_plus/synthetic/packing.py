@@ -27,7 +27,7 @@ import re
 
 import numpy as np
 
-from trl_plus.synthetic.base import ScalarRewardTask, Text, as_text, split_combinations, words
+from trl_plus.synthetic.base import HeldOutPromptsTask, ScalarRewardTask, Text, as_text, split_combinations, words
 
 CLIMATES = ("hot", "cold", "rainy", "windy")
 TERRAINS = ("beach", "mountain", "city", "forest", "desert", "lake")
@@ -49,12 +49,11 @@ def _sigmoid(x: np.ndarray | float) -> np.ndarray | float:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-class PackingTask(ScalarRewardTask):
+class PackingTask(HeldOutPromptsTask, ScalarRewardTask):
     """Additive hidden preferences over climate, terrain and trip length; held-out attribute combinations."""
 
     name = "packing"
     malformed_reward = MALFORMED_REWARD
-    holds_out_prompts = True
 
     def __init__(self, seed: int = 0) -> None:
         super().__init__(seed)
@@ -72,17 +71,7 @@ class PackingTask(ScalarRewardTask):
         self.held_out, self.trained = split_combinations(sizes, HELD_OUT_SHARE, np.random.default_rng([seed, 12]))
 
     # -- prompts -----------------------------------------------------------------------------------------------
-    def sample_prompt(self, rng: np.random.Generator) -> str:
-        """A training prompt: the held-out triples are only for `prompts(stream="eval")`."""
-        return self._prompt(self.trained[int(rng.integers(len(self.trained)))], rng)
-
-    def prompts(self, n: int, *, seed: int = 0, stream: str = "eval") -> list[str]:
-        rng = self.rng(stream, seed)
-        triples = self.held_out if stream == "eval" else self.trained
-        return [self._prompt(triples[int(rng.integers(len(triples)))], rng) for _ in range(n)]
-
-    @staticmethod
-    def _prompt(triple: Triple, rng: np.random.Generator) -> str:
+    def prompt_for(self, triple: Triple, rng: np.random.Generator) -> str:
         climate, terrain, length = CLIMATES[triple[0]], TERRAINS[triple[1]], LENGTHS[triple[2]]
         article = "an" if climate[0] in "aeiou" else "a"
         count = COUNTS[int(rng.integers(len(COUNTS)))]
