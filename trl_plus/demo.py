@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from trl_plus.iterative import DEFAULT_LOSS, DEFAULT_LOSS_WEIGHTS
 from trl_plus.judges import as_preference, with_rule
 from trl_plus.synthetic import DEMO_TASK, WinRate, get_task, policy_preference_dataset, win_rate
 from trl_plus.testing import make_tiny
@@ -244,7 +245,12 @@ ONLINE = {
     # judge, the learning rate falling from 5e-4 to 5e-5 over the rounds. The small sft term keeps the answers
     # well-formed while dpo moves probability between them.
     "iterative": Recipe(
-        steps=100, learning_rate=5e-4, rounds=24, loss=("dpo", "sft"), loss_weights=(1.0, 0.2), last_round_lr_ratio=0.1
+        steps=100,
+        learning_rate=5e-4,
+        rounds=24,
+        loss=DEFAULT_LOSS,
+        loss_weights=DEFAULT_LOSS_WEIGHTS,
+        last_round_lr_ratio=0.1,
     ),
     # The default on packing: 12 rounds, each fine-tuning for 100 steps on the judge's best of 4 fresh samples for
     # 1,600 prompts (50 steps per round: 0.729 against 0.783, README).

@@ -29,8 +29,8 @@ from trl_plus.types import InputKind
 
 ROUND_FILE = "round.json"
 REFERENCES = ("previous", "initial")
-# `IterativeConfig`'s default, the demo's iterative recipe (README, "The demo"): dpo, and a small sft term that keeps
-# the answers well-formed.
+# The demo's iterative recipe (`trl_plus.demo.RECIPES`, README "The demo") and `IterativeConfig`'s default: dpo, and
+# a small sft term that keeps the answers well-formed.
 DEFAULT_LOSS = ("dpo", "sft")
 DEFAULT_LOSS_WEIGHTS = (1.0, 0.2)
 
