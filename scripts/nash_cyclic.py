@@ -105,7 +105,7 @@ def train_online(method: str, reference: Path, reward_model: Any, out: Path, arg
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    from trl_plus.demo import FORMAT_PENALTY, online_training_args
+    from trl_plus.demo import FORMAT_PENALTY, RECIPES, online_training_args
     from trl_plus.judges import as_preference, with_rule
     from trl_plus.rewards import RuleReward, as_reward_func
     from trl_plus.synthetic import get_task
@@ -119,7 +119,7 @@ def train_online(method: str, reference: Path, reward_model: Any, out: Path, arg
         seed=args.seed,
         batch_size=args.batch_size,
         learning_rate=args.grpo_learning_rate if method == "grpo" else args.nash_learning_rate,
-        max_completion_length=8,
+        max_completion_length=RECIPES[args.task].online_max_new_tokens,
     )
     settings.update(save_strategy="no", logging_steps=max(1, args.steps // 10))
     task = get_task(args.task)
