@@ -509,3 +509,24 @@ def test_task_runs_add_the_sft_control_row() -> None:
     assert labels(losses="dpo,sft", task="packing") == ["dpo", "sft"]
     assert labels(losses="dpo", task="packing", control=False) == ["dpo"]
     assert labels(losses="dpo", dataset="pairs.jsonl", model="some/model") == ["dpo"]  # no oracle, no control
+
+
+def test_task_runs_on_the_tiny_model_give_simpo_and_orpo_their_budgets_under_the_users_settings() -> None:
+    """TASK_BUDGETS' learning rate and hyperparameters reach the rows named by the loss alone; the user's settings
+    win, and sums, other losses, --model runs and --dataset runs keep compare's defaults."""
+    from trl_plus.compare.config import DEFAULT_LEARNING_RATE, TASK_BUDGETS, check_config
+
+    def rows(**kwargs: Any) -> dict[str, tuple[float | None, Any]]:
+        methods = check_config(CompareConfig(**kwargs))[0]
+        return {m.label: (m.learning_rate, m.loss_kwargs) for m in methods}
+
+    orpo = TASK_BUDGETS["orpo"]
+    got = rows(losses="dpo,orpo,orpo+sft", task="packing")
+    assert got["sft"] == got["dpo"] == (DEFAULT_LEARNING_RATE, None)
+    assert got["orpo"] == (orpo.learning_rate, {"orpo": orpo.loss_kwargs})
+    assert got["orpo+sft"] == (DEFAULT_LEARNING_RATE, None)
+    assert orpo.learning_rate != DEFAULT_LEARNING_RATE and orpo.loss_kwargs  # else this test checks nothing
+    got = rows(losses="orpo", task="packing", learning_rate=5e-5, loss_kwargs={"orpo": {"beta": 0.3}})
+    assert got["orpo"] == (5e-5, {"orpo": {**orpo.loss_kwargs, "beta": 0.3}})
+    assert rows(losses="orpo", task="packing", model="my/model")["orpo"] == (DEFAULT_LEARNING_RATE, None)
+    assert rows(losses="orpo", dataset="pairs.jsonl", model="my/model")["orpo"] == (DEFAULT_LEARNING_RATE, None)

@@ -425,7 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmp.add_argument("--loss-kwargs", help='JSON hyperparameters by loss, e.g. \'{"simpo": {"beta": 2.5}}\'')
     cmp.add_argument(
-        "--learning-rate", type=float, default=1e-4, help="offline losses and reward models (default 1e-4)"
+        "--learning-rate",
+        type=float,
+        help="offline losses, reward models and the loops (default 1e-4, or a loss's own on a task with the tiny "
+        "model: trl_plus.compare.config.TASK_BUDGETS)",
     )
     cmp.add_argument("--batch-size", type=int, default=16, help="pairs or ranked lists per step (default 16)")
     cmp.add_argument("--threads", type=int, help="torch threads; results repeat exactly for the same count")

@@ -23,7 +23,8 @@ model). Each step takes `--batch-size` completions (GRPO: groups of 4 per prompt
 prompt, each against its own sample of the geometric mixture of policy and reference, Nash-MD with β = 0.05). PPO and
 GRPO use each rollout for 4 passes (`num_ppo_epochs`, `num_iterations`), so they sample steps × batch size / 4
 completions; Nash uses each once. `--online-max-new-tokens` caps their completions while training (default: the
-evaluation's 16; 8 made PPO stable on the synthetic tasks, whose answers are 2–3 words), and
+evaluation's 16; 8 suits transitive and cyclic, whose answers take at most 3 tokens, but cuts 31 % of packing's base
+answers and 16 % of arena's, which then score as malformed), and
 `--online-kwargs '{"ppo:bt": {"kl_coef": 0.2}}'` sets any `PPOConfig` / `GRPOConfig` / `NashConfig` field of one row.
 
 `--online iterative:dpo+sft,rft` adds the loops of `trl_plus.iterative` (task mode): `--steps` split into `--rounds`
@@ -34,6 +35,11 @@ the best of 4 with TRL's `SFTTrainer`. They train at `--learning-rate` and `--ba
 is taken at the round ends that fall on the curve's steps, and their step time is the loop's time over its steps,
 sampling included. `iterative:dpo+sft@bt` or `rft@bt` rank with a reward model of that head instead of the oracle
 (trained as the `rm:bt` row is, once per seed, not counted in the row's cost).
+
+Offline rows, reward models and the loops train at `--learning-rate` (1e-4). In task runs on the tiny model built
+here, a loss whose own defaults learn too little at this budget to tell it from the `sft` control has a budget of its
+own (`config.TASK_BUDGETS`, found by measurement: simpo and orpo at 6e-4, orpo with β 2); `--learning-rate` and
+`--loss-kwargs` override it, and the log says where one applies.
 
 `--online bon:4,bon:16` adds best-of-N at inference: no training, the reference's best of N samples per prompt by the
 oracle against one sample of the reference, with the analytic KL bound log N − (N−1)/N.

@@ -18,6 +18,7 @@ class Method:
     losses: tuple[str, ...]
     kind: str  # what the trainer takes: paired, ranked or unpaired rows, "reward model", or "online" (prompts)
     loss_kwargs: dict[str, dict[str, Any]] | None = None
+    learning_rate: float | None = None  # offline rows: set by compare's settings and the loss's budget (config.py)
     head: str | None = None  # a reward model's head; for an online method, the head of the reward it trains against
     online: str | None = None  # "ppo" or "grpo"
     online_kwargs: dict[str, Any] | None = None  # an online row's PPOConfig / GRPOConfig fields

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from trl_plus.compare.config import CompareConfig, check_config
+from trl_plus.compare.config import CompareConfig, check_config, task_budget
 from trl_plus.compare.data import Data, load_own_data, method_view, sample_task_data
 from trl_plus.compare.methods import LOOPS, Method
 from trl_plus.compare.reporting import Comparison, summary_line, write_plots, write_tables
@@ -157,7 +157,7 @@ def _loop_and_score(
         "rounds": rounds,
         "steps_per_round": steps_per_round,
         "batch_size": config.batch_size,
-        "learning_rate": config.learning_rate,
+        "learning_rate": config.offline_learning_rate,
         "seed": seed,
         "on_round": on_round,
         "judge": judge,
@@ -323,7 +323,7 @@ def _trainer(
             seed=seed,
             batch_size=batch_size,
             loss_kwargs=method.loss_kwargs,
-            learning_rate=config.learning_rate,
+            learning_rate=method.learning_rate or config.offline_learning_rate,
         )
     trainer.remove_callback(PrinterCallback)  # it prints the logs, which would mix with the table on stdout
     return trainer
@@ -336,7 +336,7 @@ def _reward_trainer(
     from trl_plus.trainers.reward import RewardModelConfig, RewardModelTrainer
 
     args = training_args(
-        out_dir, steps=config.steps, seed=seed, batch_size=batch_size, learning_rate=config.learning_rate
+        out_dir, steps=config.steps, seed=seed, batch_size=batch_size, learning_rate=config.offline_learning_rate
     )
     # Mean pooling (by default) and a faster head, as `trl_plus.reward_bench` trains them on these tasks.
     config_ = RewardModelConfig(
@@ -420,6 +420,11 @@ def _compare(config: CompareConfig, methods: list[Method], metrics: list[str], o
     data = own_data or sample_task_data(config, (reference, tokenizer), task, log)
     evaluator = Evaluator(config, reference, tokenizer, data, task)
 
+    for method in methods:
+        if task_budget(method, config):
+            kwargs = ", ".join(f"{k} {v}" for k, v in (method.loss_kwargs or {}).get(method.losses[0], {}).items())
+            settings = f"learning rate {method.learning_rate:g}" + (f", {kwargs}" if kwargs else "")
+            print(f"{method.label}: {settings} (its budget on the synthetic tasks, TASK_BUDGETS)", file=log)
     results = []
     errors = out_dir / "errors.log"
     errors.unlink(missing_ok=True)
