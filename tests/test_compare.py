@@ -520,11 +520,13 @@ def test_task_runs_on_the_tiny_model_give_simpo_and_orpo_their_budgets_under_the
         methods = check_config(CompareConfig(**kwargs))[0]
         return {m.label: (m.learning_rate, m.loss_kwargs) for m in methods}
 
-    orpo = TASK_BUDGETS["orpo"]
-    got = rows(losses="dpo,orpo,orpo+sft", task="packing")
+    orpo, simpo = TASK_BUDGETS["orpo"], TASK_BUDGETS["simpo"]
+    got = rows(losses="dpo,simpo,orpo,orpo+sft", task="packing", online="iterative:orpo")
     assert got["sft"] == got["dpo"] == (DEFAULT_LEARNING_RATE, None)
+    assert got["simpo"] == (simpo.learning_rate, None)
     assert got["orpo"] == (orpo.learning_rate, {"orpo": orpo.loss_kwargs})
     assert got["orpo+sft"] == (DEFAULT_LEARNING_RATE, None)
+    assert got["iterative:orpo"] == (None, None)  # a loop: it trains at the offline learning rate, no budget
     assert orpo.learning_rate != DEFAULT_LEARNING_RATE and orpo.loss_kwargs  # else this test checks nothing
     got = rows(losses="orpo", task="packing", learning_rate=5e-5, loss_kwargs={"orpo": {"beta": 0.3}})
     assert got["orpo"] == (5e-5, {"orpo": {**orpo.loss_kwargs, "beta": 0.3}})

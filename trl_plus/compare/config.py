@@ -156,10 +156,10 @@ def _check_config(config: CompareConfig) -> tuple[list[Method], list[str]]:
 
 
 def task_budget(method: Method, config: CompareConfig) -> Budget | None:
-    """The loss's TASK_BUDGETS entry when `method` is that loss alone in a task run on the tiny model built here
-    (where the budgets were measured); else None."""
-    if config.task is None or config.model is not None or len(method.losses) != 1:
-        return None
+    """The loss's TASK_BUDGETS entry when `method` is that loss alone, as an offline row, in a task run on the tiny
+    model built here (where the budgets were measured); else None."""
+    if config.task is None or config.model is not None or method.online is not None or len(method.losses) != 1:
+        return None  # the loops (iterative:orpo, ...) train at the offline learning rate, with no budget
     return TASK_BUDGETS.get(method.losses[0])
 
 

@@ -421,10 +421,14 @@ def _compare(config: CompareConfig, methods: list[Method], metrics: list[str], o
     evaluator = Evaluator(config, reference, tokenizer, data, task)
 
     for method in methods:
-        if task_budget(method, config):
-            kwargs = ", ".join(f"{k} {v}" for k, v in (method.loss_kwargs or {}).get(method.losses[0], {}).items())
+        budget = task_budget(method, config)
+        if budget is not None:
+            given = (method.loss_kwargs or {}).get(method.losses[0], {})
+            kwargs = ", ".join(f"{k} {v}" for k, v in given.items())
             settings = f"learning rate {method.learning_rate:g}" + (f", {kwargs}" if kwargs else "")
-            print(f"{method.label}: {settings} (its budget on the synthetic tasks, TASK_BUDGETS)", file=log)
+            own = method.learning_rate == budget.learning_rate and given == budget.loss_kwargs
+            source = "its budget on the synthetic tasks" if own else "its budget, under your settings"
+            print(f"{method.label}: {settings} ({source}, TASK_BUDGETS)", file=log)
     results = []
     errors = out_dir / "errors.log"
     errors.unlink(missing_ok=True)
