@@ -514,11 +514,15 @@ def test_task_runs_add_the_sft_control_row() -> None:
 def test_task_runs_on_the_tiny_model_give_simpo_and_orpo_their_budgets_under_the_users_settings() -> None:
     """TASK_BUDGETS' learning rate and hyperparameters reach the rows named by the loss alone; the user's settings
     win, and sums, other losses, --model runs and --dataset runs keep compare's defaults."""
-    from trl_plus.compare.config import DEFAULT_LEARNING_RATE, TASK_BUDGETS, check_config
+    from trl_plus.compare.config import DEFAULT_LEARNING_RATE, TASK_BUDGETS, check_config, task_budget
 
     def rows(**kwargs: Any) -> dict[str, tuple[float | None, Any]]:
         methods = check_config(CompareConfig(**kwargs))[0]
         return {m.label: (m.learning_rate, m.loss_kwargs) for m in methods}
+
+    loop_run = CompareConfig(losses="orpo", task="packing", online="iterative:orpo")
+    budgets = {m.label: task_budget(m, loop_run) for m in check_config(loop_run)[0]}
+    assert budgets == {"sft": None, "orpo": TASK_BUDGETS["orpo"], "iterative:orpo": None}  # the run logs only orpo's
 
     orpo, simpo = TASK_BUDGETS["orpo"], TASK_BUDGETS["simpo"]
     got = rows(losses="dpo,simpo,orpo,orpo+sft", task="packing", online="iterative:orpo")
