@@ -199,10 +199,11 @@ def test_online_rows_take_their_own_config_fields_and_completion_length(referenc
 def test_reward_pairs_train_the_online_rows_reward_model_as_the_demo_does_and_the_format_rule_joins_it(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """--reward-pairs N: N soft-labelled base pairs with the demo recipe's epochs and learning rate, once per head
+    """--reward-pairs N: N soft-labelled base pairs for REWARD_EPOCHS at the demo's learning rate, once per head
     and seed; --format-penalty: ppo:HEAD and grpo:HEAD rows get the task's format check as a second reward."""
     from trl_plus import reward_bench
     from trl_plus.compare import parse_online
+    from trl_plus.compare.config import REWARD_EPOCHS
     from trl_plus.compare.running import _online_reward, _with_format_rule
     from trl_plus.compare.scoring import Evaluator
     from trl_plus.demo import RECIPES
@@ -224,7 +225,7 @@ def test_reward_pairs_train_the_online_rows_reward_model_as_the_demo_does_and_th
     (call,) = calls  # trained once for the seed, then shared
     recipe = RECIPES["packing"]
     assert len(call["pairs"]) == 64 and "chosen_win_prob" in call["pairs"].column_names
-    assert (call["epochs"], call["learning_rate"]) == (recipe.reward_epochs, recipe.reward_learning_rate)
+    assert (call["epochs"], call["learning_rate"]) == (REWARD_EPOCHS, recipe.reward_learning_rate)
     assert call["seed"] == 1 and call["head"] == "bt"
 
     rm, rule = _with_format_rule(bt_row, "rm", config, evaluator)

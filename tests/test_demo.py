@@ -110,3 +110,17 @@ def test_kto_on_the_unpaired_view_beats_its_sft_reference(tmp_path: Path) -> Non
     result = run_demo(tmp_path, task_name="transitive", loss="kto", eval_prompts=512)
     assert result.aligned == tmp_path / "offline-kto"  # transitive's demo: one offline round
     assert result.aligned_vs_sft.ci_low > 0.5, result.aligned_vs_sft
+
+
+@pytest.mark.slow
+def test_the_default_demo_wins_on_held_out_prompts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's first command as it runs by default: `rft` on packing, judged by the reward model, scored by the
+    oracle on held-out prompts. Measured 0.758 [0.740, 0.777] (seed 0, 158 s alone on two cores); the bound is the
+    issue's, an interval above 0.7, so a different CPU's rounding cannot flip it while a broken recipe would (the
+    SFT model against itself scores ½)."""
+    result = run_demo(tmp_path)
+    out = capsys.readouterr().out
+    assert "fp32" in out and "12 rounds × 100 steps of 12 rows" in out
+    assert result.aligned == tmp_path / "rft" / "round-12"
+    assert result.aligned_vs_sft.ci_low > 0.7, result.aligned_vs_sft
+    assert result.aligned_vs_sft.valid_a > 0.9, result.aligned_vs_sft

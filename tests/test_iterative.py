@@ -246,3 +246,31 @@ def test_chat_prompts_of_your_own_get_answers_as_assistant_turns(tiny_checkpoint
         assert scores == sorted(scores, reverse=True)
     best = rejection_sampling_data(tiny_checkpoints["llama"], None, 3, prompts=pool, judge=judge, n=2)
     assert len(best) == 3 and all(row["completion"][0]["role"] == "assistant" for row in best)
+
+
+def test_both_loops_sample_in_batches_of_the_size_given(
+    tiny_checkpoints: dict[str, Path],
+    task,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import trl_plus.synthetic.evaluate as evaluate
+    from trl_plus.iterative import rejection_sampling_data
+
+    real = evaluate.sampled_batches
+    sizes: list[int] = []
+
+    def spy(model, tokenizer, texts, **kwargs):  # type: ignore[no-untyped-def]
+        for batch, output in real(model, tokenizer, texts, **kwargs):
+            sizes.append(len(batch["input_ids"]))
+            yield batch, output
+
+    monkeypatch.setattr(evaluate, "sampled_batches", spy)
+    model = tiny_checkpoints["llama"]
+    rejection_sampling_data(model, task, 5, n=2, sampling_batch_size=2)
+    assert sizes == [2, 2, 1] * 2  # 5 prompts in batches of 2, once per sample
+    sizes.clear()
+    rejection_sampling_data(model, task, 5, n=2)
+    assert sizes == [5, 5]  # the default, 64 prompts a call
+    sizes.clear()
+    round_data(model, task, loss=["dpo"], rows=3, k=2, seed=0, sampling_batch_size=2)
+    assert sizes == [2, 1] * 2

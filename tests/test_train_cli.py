@@ -520,6 +520,7 @@ def test_a_synthetic_task_gives_the_round_trainers_its_prompts_and_oracle(
         ("rft", ["--dataset_name", "{tmp}/text.jsonl"], "samples answers to the dataset's `prompt` column; "),
         ("rft", ["--rounds", "0"], "`rounds` must be at least 1, got 0."),
         ("iterative", ["--steps_per_round", "0"], "`steps_per_round` must be at least 1, got 0."),
+        ("rft", ["--sampling_batch_size", "0"], "`sampling_batch_size` must be at least 1, got 0."),
         ("rft", ["--num_samples", "2", "--top_k", "3"], "`top_k` must lie in [1, num_samples=2], got 3."),
         ("iterative", ["--loss", "dpoo"], "Unknown loss 'dpoo'. Did you mean 'dpo'"),
         ("iterative", ["--loss", "nash_md"], "include an online one"),
@@ -527,7 +528,19 @@ def test_a_synthetic_task_gives_the_round_trainers_its_prompts_and_oracle(
         ("iterative", ["--use_peft"], "`--trainer iterative` fine-tunes the whole model; it takes no `--use_peft`"),
         ("rft", ["--reward_model_path", "{tmp}/no-rm"], "The reward model path"),
     ],
-    ids=["no-judge", "no-prompt-column", "rounds", "steps", "top-k", "loss", "online-loss", "kwargs", "peft", "rm"],
+    ids=[
+        "no-judge",
+        "no-prompt-column",
+        "rounds",
+        "steps",
+        "sampling-batch",
+        "top-k",
+        "loss",
+        "online-loss",
+        "kwargs",
+        "peft",
+        "rm",
+    ],
 )
 def test_round_trainers_refuse_bad_settings_before_training(
     trainer: str,

@@ -13,6 +13,9 @@ DEFAULT_LOSSES = "dpo,ipo,simpo,orpo,kto,plackett_luce"
 METRICS = ("win_rate", "exploitability", "accuracy", "kl", "cost")
 ORACLE_METRICS = ("win_rate", "exploitability")
 DEFAULT_LEARNING_RATE = 1e-4  # offline losses, reward models and the loops
+# --reward-pairs reward models' epochs: the demo's when the README's ppo:bt figures were measured (the demo now trains
+# packing's for one, to fit its 3 minutes).
+REWARD_EPOCHS = 3.0
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,8 @@ class CompareConfig:
     head_learning_rate: float = 1e-2  # reward models' freshly initialised heads
     reward_pooling: str = "mean"  # reward models' pooling: "mean" or "last" (see RewardModel)
     # Online rows against a reward model (ppo:bt, ...; task runs): train it on this many soft-labelled pairs of the
-    # task's base answers with the demo's recipe, instead of on the comparison's data with its budget (None).
+    # task's base answers for REWARD_EPOCHS at the demo's learning rate, instead of on the comparison's data with
+    # its budget (None).
     reward_pairs: int | None = None
     # ppo:HEAD and grpo:HEAD rows (task runs): this much less reward for an answer the task's format check rejects.
     format_penalty: float = 0.0

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from trl_plus.compare.config import CompareConfig, check_config, task_budget
+from trl_plus.compare.config import REWARD_EPOCHS, CompareConfig, check_config, task_budget
 from trl_plus.compare.data import Data, load_own_data, method_view, sample_task_data
 from trl_plus.compare.methods import LOOPS, Method
 from trl_plus.compare.reporting import Comparison, summary_line, write_plots, write_tables
@@ -234,7 +234,7 @@ def _online_reward(
 
 def _demo_reward_model(head: str, seed: int, config: CompareConfig, reference_path: Path) -> Any:
     """A reward model trained as the demo trains its own: on `config.reward_pairs` pairs of the task's base answers
-    with the oracle's probabilities as soft labels, for the demo recipe's epochs and learning rate."""
+    with the oracle's probabilities as soft labels, for REWARD_EPOCHS at the demo recipe's learning rate."""
     from trl_plus.demo import RECIPES
     from trl_plus.reward_bench import fit_reward_model
 
@@ -245,7 +245,7 @@ def _demo_reward_model(head: str, seed: int, config: CompareConfig, reference_pa
         config.task,
         head,
         n=config.reward_pairs,
-        epochs=recipe.reward_epochs,
+        epochs=REWARD_EPOCHS,
         learning_rate=recipe.reward_learning_rate,
         head_learning_rate=config.head_learning_rate,
         seed=seed,
