@@ -196,7 +196,7 @@ def test_online_rows_take_their_own_config_fields_and_completion_length(referenc
     )
 
 
-def test_reward_pairs_train_the_online_rows_reward_model_as_the_demo_does_and_the_format_rule_joins_it(
+def test_reward_pairs_train_the_online_rows_reward_model_as_the_demo_did_and_the_format_rule_joins_it(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """--reward-pairs N: N soft-labelled base pairs for REWARD_EPOCHS at the demo's learning rate, once per head

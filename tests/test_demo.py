@@ -115,7 +115,7 @@ def test_kto_on_the_unpaired_view_beats_its_sft_reference(tmp_path: Path) -> Non
 @pytest.mark.slow
 def test_the_default_demo_wins_on_held_out_prompts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The README's first command as it runs by default: `rft` on packing, judged by the reward model, scored by the
-    oracle on held-out prompts. Measured 0.758 [0.740, 0.777] (seed 0, 158 s alone on two cores); the bound is the
+    oracle on held-out prompts. Measured 0.758 [0.740, 0.777] (seed 0, 165 s alone on two cores); the bound is the
     issue's, an interval above 0.7, so a different CPU's rounding cannot flip it while a broken recipe would (the
     SFT model against itself scores ½)."""
     result = run_demo(tmp_path)

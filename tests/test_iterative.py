@@ -252,9 +252,15 @@ def test_both_loops_sample_in_batches_of_the_size_given(
     tiny_checkpoints: dict[str, Path],
     task,  # type: ignore[no-untyped-def]
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     import trl_plus.synthetic.evaluate as evaluate
-    from trl_plus.iterative import rejection_sampling_data
+    from trl_plus.iterative import (
+        IterativeConfig,
+        RejectionSamplingConfig,
+        rejection_sampling_data,
+        rejection_sampling_training,
+    )
 
     real = evaluate.sampled_batches
     sizes: list[int] = []
@@ -274,3 +280,14 @@ def test_both_loops_sample_in_batches_of_the_size_given(
     sizes.clear()
     round_data(model, task, loss=["dpo"], rows=3, k=2, seed=0, sampling_batch_size=2)
     assert sizes == [2, 1] * 2
+
+    # The loops hand it on, and so do the `trl-plus train --trainer rft|iterative` settings.
+    loop = dict(rounds=1, steps_per_round=1, batch_size=3, sampling_batch_size=2)
+    sizes.clear()
+    rejection_sampling_training(model, tmp_path / "rft", task, n=2, **loop)  # type: ignore[arg-type]
+    assert sizes == [2, 1] * 2  # 3 prompts for one step of 3 rows
+    sizes.clear()
+    iterative_training(model, tmp_path / "iterative", task, loss="dpo", k=2, **loop)  # type: ignore[arg-type]
+    assert sizes == [2, 1] * 2  # 3 pairs of 2 samples
+    for config in (RejectionSamplingConfig(sampling_batch_size=7), IterativeConfig(sampling_batch_size=7)):
+        assert config.loop_kwargs()["sampling_batch_size"] == 7

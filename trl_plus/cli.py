@@ -394,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--reward-pairs",
         type=int,
         help="ppo:HEAD and other rows against a reward model: train it on N soft-labelled pairs of the task's base "
-        "answers, as the demo does (default: on the comparison's data)",
+        "answers for 3 epochs, as the demo did before it trained packing's for one (default: on the comparison's data)",
     )
     cmp.add_argument(
         "--format-penalty",

@@ -387,8 +387,14 @@ class RoundsConfig:
     seed: int = field(default=0, metadata={"help": "Seed of round r's prompt draw, sampling and training: seed + r."})
 
     def __post_init__(self) -> None:
-        names = ("rounds", "steps_per_round", "num_samples", "per_device_train_batch_size", "max_new_tokens")
-        for name in (*names, "sampling_batch_size"):
+        for name in (
+            "rounds",
+            "steps_per_round",
+            "num_samples",
+            "per_device_train_batch_size",
+            "max_new_tokens",
+            "sampling_batch_size",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1, got {getattr(self, name)}.")
         if not self.learning_rate > 0:

@@ -233,7 +233,7 @@ def _online_reward(
 
 
 def _demo_reward_model(head: str, seed: int, config: CompareConfig, reference_path: Path) -> Any:
-    """A reward model trained as the demo trains its own: on `config.reward_pairs` pairs of the task's base answers
+    """A reward model trained as the demo trained its own: on `config.reward_pairs` pairs of the task's base answers
     with the oracle's probabilities as soft labels, for REWARD_EPOCHS at the demo recipe's learning rate."""
     from trl_plus.demo import RECIPES
     from trl_plus.reward_bench import fit_reward_model

@@ -423,7 +423,7 @@ def judge_rankings(
     winning, summed over the others and divided by the group's size, which for a Bradley-Terry judge (σ(r_a − r_b))
     are its rewards less their mean. Sorted rankings put the judge's favourite first every time; drawn ones keep
     its uncertainty, as the oracle's drawn labels do. Which trains better depends on the judge: on packing, with
-    the demo's reward model, drawn rankings scored lower (README, "The demo").
+    the demo's earlier reward model (3 epochs), drawn rankings scored lower (README, "The demo").
 
     A judge with a pointwise `score(prompts, completions)` whose pairwise P grows with the score difference (as
     `judges.as_preference` gives a Bradley-Terry reward model, kept by `with_rule`) is sorted by that score, one
