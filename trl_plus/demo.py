@@ -29,7 +29,9 @@ class DemoResult:
     on_training_prompts: WinRate | None = None  # the same on training prompts, for tasks that hold prompts out
 
 
-def _quiet() -> None:
+def quiet_libraries() -> None:
+    """Silence the progress bars and info logs of datasets and transformers, and transformers' warnings about the
+    checkpointing names TRL still uses: the demo, compare and the experiments print their own progress."""
     import datasets
     import transformers
 
@@ -380,7 +382,7 @@ def run_demo(
     the task's), then the oracle's verdict. Arguments left None take the task's `RECIPES` entry (a `loss` given
     without `loss_weights` weighs its losses equally); `steps` are per round for the loops. `judge`: what ranks the
     loops' samples and rewards the online trainers, the reward model or the task's oracle itself."""
-    _quiet()
+    quiet_libraries()
     start = time.perf_counter()
     out = Path(out_dir)
     task = get_task(task_name, seed=seed)

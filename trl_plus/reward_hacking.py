@@ -507,9 +507,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from trl_plus.demo import _quiet
+    from trl_plus.demo import quiet_libraries
 
-    _quiet()
+    quiet_libraries()
     warnings.filterwarnings("ignore", category=FutureWarning)
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)

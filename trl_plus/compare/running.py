@@ -406,11 +406,11 @@ def compare(config: CompareConfig, *, out: TextIO | None = None, log: TextIO | N
 def _compare(config: CompareConfig, methods: list[Method], metrics: list[str], out: TextIO, log: TextIO) -> Comparison:
     from tqdm.auto import tqdm
 
-    from trl_plus.demo import _quiet
+    from trl_plus.demo import quiet_libraries
     from trl_plus.synthetic import get_task
 
     begin = time.perf_counter()
-    _quiet()
+    quiet_libraries()
     own_data = load_own_data(config, methods) if config.dataset is not None else None
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
