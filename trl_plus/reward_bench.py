@@ -84,6 +84,7 @@ def train_reward_model(
     and a faster head, as these experiments train them; (the RewardModel in eval mode, train seconds)."""
     from transformers import PrinterCallback
 
+    from trl_plus.demo import CPU_FP32
     from trl_plus.trainers.reward import RewardModelConfig, RewardModelTrainer
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -99,8 +100,7 @@ def train_reward_model(
             per_device_train_batch_size=batch_size,
             seed=seed,
             use_cpu=True,
-            bf16=False,
-            gradient_checkpointing=False,  # on a CPU, for a model this small, it only costs time
+            **CPU_FP32,
             save_strategy="no",
             report_to="none",
             disable_tqdm=True,

@@ -172,7 +172,7 @@ def _with_budget(method: Method, config: CompareConfig) -> Method:
     from trl_plus.registry import get_loss
 
     budget = task_budget(method, config) or Budget()
-    learning_rate = config.learning_rate or budget.learning_rate or DEFAULT_LEARNING_RATE
+    learning_rate = config.learning_rate or budget.learning_rate or config.offline_learning_rate
     if not budget.loss_kwargs:
         return replace(method, learning_rate=learning_rate)
     name = method.losses[0]
